@@ -1,0 +1,1 @@
+"""The four services of the Marketing tab backend."""

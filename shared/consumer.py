@@ -1,0 +1,226 @@
+"""The consumer loop every service runs: poll, decode, apply per partition, dead-letter, then commit.
+
+At-least-once with idempotent effects:
+- a whole poll is applied per partition, in order, by the service's batch handler (one transaction);
+- offsets are committed only after the handler returned, i.e. after the database commit;
+- a message that is not JSON, breaks the contract or has an unknown schema version goes to
+  ``<topic>.dlq`` with the reason and its origin in headers, and the partition goes on;
+- a failing dependency (database, Redis, broker) is retried with backoff and reported unready,
+  never skipped; an error that only one message causes dead-letters that message alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from shared import metrics
+from shared.contracts import topics as topic_names
+from shared.contracts.codec import ContractViolation
+from shared.errors import is_transient
+from shared.kafka import make_consumer
+from shared.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded message, with where it came from (``topic`` is the logical name, without prefix)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    event: Any
+    timestamp_ms: int
+    raw: bytes | None = None
+
+
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+Decoder = Callable[[str, bytes | None], Any]
+
+
+@dataclass
+class ConsumerHealth:
+    ready: bool = False
+    last_error: str | None = None
+    since: float = field(default_factory=time.monotonic)
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        *,
+        settings: CommonSettings,
+        service: str,
+        group_id: str,
+        handlers: dict[str, BatchHandler],
+        decode: Decoder,
+        producer: AIOKafkaProducer,
+        max_backoff_s: float = 10.0,
+        consumer_options: dict[str, object] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._service = service
+        self._handlers = handlers
+        self._decode = decode
+        self._producer = producer
+        self._max_backoff_s = max_backoff_s
+        self._by_physical = {settings.topic(t): t for t in handlers}
+        self._consumer: AIOKafkaConsumer = make_consumer(settings, group_id, *handlers, **(consumer_options or {}))
+        self._task: asyncio.Task[None] | None = None
+        self.health = ConsumerHealth()
+        self.group_id = group_id
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self.health.ready = True
+        self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                polled = await self._consumer.getmany(timeout_ms=500)
+            except KafkaError as exc:
+                self._unready(exc)
+                await asyncio.sleep(1)
+                continue
+            for tp, records in polled.items():
+                if records:
+                    await self._apply_partition(tp, records)
+
+    async def _apply_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        logical = self._by_physical[tp.topic]
+        started = time.perf_counter()
+        deliveries: list[Delivery] = []
+        dead: list[tuple[ConsumerRecord, str]] = []
+        for record in records:
+            try:
+                event = self._decode(logical, record.value)
+            except ContractViolation as exc:
+                dead.append((record, exc.reason))
+                continue
+            deliveries.append(
+                Delivery(logical, tp.partition, record.offset, record.key, event, record.timestamp, record.value)
+            )
+        if dead:
+            await self._with_retry(lambda: self._dead_letter(logical, dead))
+        if deliveries:
+            await self._apply(logical, deliveries)
+        await self._commit(tp, records[-1].offset + 1)
+        self._report_lag(tp, records[-1].offset + 1)
+        elapsed = time.perf_counter() - started
+        metrics.PROCESSING_SECONDS.labels(self._service, logical).observe(elapsed)
+        now_ms = time.time() * 1000
+        for d in deliveries[-1:]:
+            metrics.EVENT_AGE_SECONDS.labels(self._service, logical).observe(max(0.0, now_ms - d.timestamp_ms) / 1000)
+
+    async def _apply(self, logical: str, deliveries: list[Delivery]) -> None:
+        handler = self._handlers[logical]
+        try:
+            await self._with_retry(lambda: handler(deliveries))
+        except _PermanentFailure:
+            # Something in this batch fails for good: find it, apply the rest one by one.
+            poisoned: list[tuple[ConsumerRecord | Delivery, str]] = []
+            for d in deliveries:
+                try:
+                    await self._with_retry(lambda d=d: handler([d]))  # type: ignore[misc]
+                except _PermanentFailure as failure:
+                    poisoned.append((d, f"processing failed: {failure.cause!r}"))
+            if poisoned:
+                await self._with_retry(lambda: self._dead_letter(logical, poisoned))
+        for d in deliveries:
+            metrics.EVENTS_PROCESSED.labels(self._service, logical, getattr(d.event, "event_type", "?"), "ok").inc()
+        self._ready()
+
+    async def _with_retry(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await attempt()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("message handling failed", service=self._service)
+                    raise _PermanentFailure(exc) from exc
+                self._unready(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+
+    async def _dead_letter(self, logical: str, items: Sequence[tuple[Any, str]]) -> None:
+        futures = []
+        for item, reason in items:
+            record_value, key = _raw(item)
+            headers = [
+                ("dlq.reason", reason[:2000].encode()),
+                ("dlq.original.topic", logical.encode()),
+                ("dlq.original.partition", str(item.partition).encode()),
+                ("dlq.original.offset", str(item.offset).encode()),
+                ("dlq.consumer.group", self.group_id.encode()),
+                ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+            ]
+            futures.append(await self._producer.send(
+                self._settings.topic(topic_names.dlq(logical)), value=record_value, key=key, headers=headers
+            ))
+            metrics.EVENTS_DEAD_LETTERED.labels(self._service, logical, reason.split(":", 1)[0][:60]).inc()
+            log.warning("message dead-lettered", topic=logical, partition=item.partition, offset=item.offset,
+                        reason=reason[:300])
+        await asyncio.gather(*futures)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self._consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Rebalanced away: the new owner re-reads from the last commit; the inbox makes that harmless.
+            log.warning("offset commit refused", topic=tp.topic, partition=tp.partition, error=str(exc))
+        except KafkaError as exc:
+            log.warning("offset commit failed", topic=tp.topic, partition=tp.partition, error=str(exc))
+
+    def _report_lag(self, tp: TopicPartition, next_offset: int) -> None:
+        high = self._consumer.highwater(tp)
+        if high is not None:
+            metrics.CONSUMER_LAG.labels(self._service, self._by_physical[tp.topic], str(tp.partition)).set(
+                max(0, high - next_offset)
+            )
+
+    def _unready(self, exc: BaseException) -> None:
+        if self.health.ready:
+            log.warning("dependency unavailable, retrying", service=self._service, error=repr(exc))
+        self.health = ConsumerHealth(ready=False, last_error=repr(exc)[:300])
+
+    def _ready(self) -> None:
+        if not self.health.ready:
+            log.info("dependency back, resuming", service=self._service)
+            self.health = ConsumerHealth(ready=True)
+
+
+class _PermanentFailure(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+
+
+def _raw(item: Any) -> tuple[bytes | None, bytes | None]:
+    if isinstance(item, Delivery):
+        return item.raw, item.key
+    return item.value, item.key

@@ -1,0 +1,1 @@
+"""Event contracts: what the POS publishes (``pos``) and what our services emit (``domain``)."""

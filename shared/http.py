@@ -1,0 +1,99 @@
+"""What every service's HTTP side has: auth, /healthz, /readyz, /metrics, request metrics, clear 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import metrics
+from shared.auth import KeyStore
+from shared.settings import CommonSettings
+
+Check = Callable[[], Awaitable[Any]]
+CHECK_TIMEOUT_S = 2.0
+
+
+def create_http_app(
+    *, service: str, settings: CommonSettings, title: str, description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+) -> FastAPI:
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.service = service
+    app.state.keys = KeyStore.from_settings(settings)
+    app.state.checks = {}
+    _add_ops_routes(app)
+    _add_request_metrics(app, service)
+    _add_error_handlers(app)
+    return app
+
+
+def add_check(app: FastAPI, name: str, check: Check) -> None:
+    """Register a readiness check: it passes when it returns without raising, within 2 s."""
+    app.state.checks[name] = check
+
+
+def _add_ops_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["ops"], summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Dependencies reachable", responses={503: {"description": "Not ready"}})
+    async def readyz() -> JSONResponse:
+        checks: dict[str, Check] = app.state.checks
+        results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        for name, result in report.items():
+            metrics.DEPENDENCY_UP.labels(app.state.service, name).set(1 if result == "ok" else 0)
+        ready = all(r == "ok" for r in report.values())
+        return JSONResponse({"status": "ready" if ready else "unready", "checks": report},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _run_check(check: Check) -> str:
+    try:
+        result = await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}"
+    return result if isinstance(result, str) else "ok"
+
+
+def _add_request_metrics(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "<unmatched>")
+        metrics.HTTP_SECONDS.labels(service, request.method, template).observe(time.perf_counter() - started)
+        metrics.HTTP_REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
+        return response
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
+        return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

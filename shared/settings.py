@@ -1,0 +1,53 @@
+"""Settings every service reads from the environment (12-factor); each service adds its own with a prefix.
+
+The names without a prefix are the ones ``make up`` writes to ``.local/stack.env`` (SPEC §7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma-separated",
+    )
+    kafka_topic_prefix: str = Field(
+        "", validation_alias=AliasChoices("KAFKA_TOPIC_PREFIX"),
+        description="Prefix put before every topic name (isolates tenants or test runs on one cluster)",
+    )
+    database_url: str = Field(
+        "postgresql://marketing@127.0.0.1:15432/marketing", validation_alias=AliasChoices("DATABASE_URL"),
+        description="Postgres URL; each service keeps its tables in its own schema",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:16379/0", validation_alias=AliasChoices("REDIS_URL"), description="Redis URL"
+    )
+    marketing_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MARKETING_API_KEY"),
+        description="A key with every scope (the local stack's dev key). Leave unset in production.",
+    )
+    api_keys: str = Field(
+        "", validation_alias=AliasChoices("MARKETING_API_KEYS"),
+        description="Hashed API keys: 'sha256:<hex>=read,manage;sha256:<hex>=read' (never the keys themselves)",
+    )
+    api_keys_file: Path | None = Field(
+        None, validation_alias=AliasChoices("MARKETING_API_KEYS_FILE"),
+        description="A file with one 'sha256:<hex>=scopes' entry per line (e.g. a mounted Secret)",
+    )
+    business_timezone: str = Field(
+        "America/New_York", validation_alias=AliasChoices("BUSINESS_TIMEZONE"),
+        description="Time zone of the retailer's business days (windows, dates shown)",
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("HTTP_HOST"))
+
+    def topic(self, name: str) -> str:
+        """The physical topic of a logical topic name."""
+        return self.kafka_topic_prefix + name
