@@ -30,10 +30,11 @@ status: venv  ## what is up, and where
 	$(STACK) status
 
 demo: up  ## the whole stack, then the URL of a customer's Marketing tab
-	$(BIN)/python -m shared.demo
+	$(BIN)/python -m ops.demo
 
-test: up  ## unit, integration and end-to-end tests on the real stack
-	$(BIN)/pytest -q -p no:cacheprovider
+test: up  ## unit, integration and end-to-end tests on the real stack (starts it if needed)
+	$(STACK) install-browser
+	set -a; . .local/stack.env; set +a; $(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: venv  ## the fast tests only (no servers)
 	$(BIN)/pytest -q tests/unit
@@ -43,6 +44,7 @@ lint: venv  ## ruff
 
 contracts: venv  ## JSON Schemas of every event (docs/contracts/) and each service's AsyncAPI document
 	$(BIN)/python -m shared.contracts.schemas docs/contracts
+	@mkdir -p docs/asyncapi
 	@for s in giftcard_ledger redemption_ledger segment_engine marketing_view; do \
 	  $(BIN)/python -m services.$$s asyncapi > docs/asyncapi/$$s.json && echo "docs/asyncapi/$$s.json"; done
 

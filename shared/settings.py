@@ -51,3 +51,19 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical topic of a logical topic name."""
         return self.kafka_topic_prefix + name
+
+
+def env_names(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """Every environment variable a settings class reads -> the field it sets (for docs and deploy checks)."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    names: dict[str, str] = {}
+    for field_name, info in settings_cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                names[str(choice).upper()] = field_name
+        elif isinstance(alias, str):
+            names[alias.upper()] = field_name
+        else:
+            names[(prefix + field_name).upper()] = field_name
+    return names

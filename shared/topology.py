@@ -19,3 +19,21 @@ def topic_specs(prefix: str = "") -> dict[str, int]:
 def topic_configs(prefix: str = "") -> dict[str, dict[str, str]]:
     # Domain topics are the read model's history: kept forever so a rebuild can replay them.
     return {prefix + t: {"retention.ms": "-1"} for t in topics.DOMAIN_TOPICS}
+
+
+def main() -> None:
+    """`python -m shared.topology`: create the missing topics (the compose and Kubernetes topic jobs run it)."""
+    import asyncio
+
+    from shared.kafka import ensure_topics
+    from shared.settings import CommonSettings
+
+    settings = CommonSettings()
+    prefix = settings.kafka_topic_prefix
+    created = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topic_specs(prefix),
+                                        config=topic_configs(prefix), timeout_s=120))
+    print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+if __name__ == "__main__":
+    main()

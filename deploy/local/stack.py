@@ -4,6 +4,7 @@ four services, as processes on loopback, with their data under .local/ (git-igno
     python deploy/local/stack.py up [--infra-only]   install what is missing, start what is not running
     python deploy/local/stack.py down                stop exactly what `up` started
     python deploy/local/stack.py status              what is up, and where
+    python deploy/local/stack.py install-browser     Debian's Chromium, for the browser test
 
 Idempotent: `up` twice starts nothing the second time; a crashed process comes back on the next `up`.
 Ports can be moved with STACK_KAFKA_PORT, STACK_POSTGRES_PORT, STACK_REDIS_PORT, STACK_HTTP_PORT_BASE.
@@ -427,9 +428,16 @@ def status(env: dict[str, str] | None = None) -> bool:
     return all(ok for _, ok, _ in rows)
 
 
+def install_browser() -> None:
+    """Debian's Chromium for the browser test of the tab page (no browser is ever downloaded otherwise)."""
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        apt_install("chromium", "fonts-dejavu-core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install-browser")
     up_parser = sub.add_parser("up")
     up_parser.add_argument("--infra-only", action="store_true", help="Kafka, Postgres and Redis, no services")
     sub.add_parser("down")
@@ -439,6 +447,8 @@ def main() -> None:
         up(args.infra_only)
     elif args.command == "down":
         down()
+    elif args.command == "install-browser":
+        install_browser()
     else:
         sys.exit(0 if status() else 3)
 

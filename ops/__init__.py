@@ -1,0 +1,1 @@
+"""Operating the system: the `marketing` CLI, the POS simulator and the demo."""
