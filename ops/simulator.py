@@ -186,7 +186,8 @@ class _Generator:
         for _ in range(rng.randint(*habit.basket)):
             category = rng.choice(list(CATEGORIES))
             low, high = CATEGORIES[category]
-            unit = (Decimal(rng.randrange(low * 100, high * 100)) / 100 * Decimal(str(habit.price_factor))).quantize(CENT)
+            cents = Decimal(rng.randrange(low * 100, high * 100))
+            unit = (cents / 100 * Decimal(str(habit.price_factor))).quantize(CENT)
             quantity = rng.choice((1, 1, 1, 2, 3))
             lines.append({"sku": f"SKU-{rng.randrange(10000, 99999)}", "category": category, "quantity": quantity,
                           "unit_price": money(unit), "line_total": money(unit * quantity)})
