@@ -49,7 +49,7 @@ def decode(topic: str, value: bytes | None) -> Any:
     if not isinstance(raw, dict):
         raise ContractViolation(f"not a JSON object but {type(raw).__name__}")
     version = raw.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise ContractViolation(f"unsupported schema_version {version!r} (supported: 1)")
     try:
         return _adapter(topic).validate_python(raw)

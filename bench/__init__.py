@@ -1,0 +1,1 @@
+"""Benchmarks: the pipeline measured against bare baselines of this machine, in one run (`make bench`)."""

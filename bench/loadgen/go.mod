@@ -1,0 +1,3 @@
+module marketing/bench/loadgen
+
+go 1.21
