@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from shared.kafka import ensure_topics
@@ -46,7 +46,7 @@ async def passthrough(bootstrap: str, run_id: str, events: int) -> dict[str, flo
             while moved < events:
                 batches = await consumer.getmany(timeout_ms=500)
                 futures = []
-                for tp, records in batches.items():
+                for _tp, records in batches.items():
                     for r in records:
                         futures.append(await producer.send(sink, r.value, key=r.key))
                 await asyncio.gather(*futures)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -42,7 +43,7 @@ def test_some_events_arrive_twice_and_some_late() -> None:
     ids = Counter(m.event["event_id"] for m in sim.messages)
     assert any(n == 2 for n in ids.values())
     occurred = [m.occurred for m in sim.messages]
-    assert any(later < earlier for earlier, later in zip(occurred, occurred[1:], strict=False))
+    assert any(later < earlier for earlier, later in itertools.pairwise(occurred))
 
 
 def test_customers_have_different_habits() -> None:
