@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import metrics
 from shared.auth import KeyStore
+from shared.ratelimit import TokenBucket
 from shared.settings import CommonSettings
 
 Check = Callable[[], Awaitable[Any]]
@@ -30,6 +31,7 @@ def create_http_app(
     app.state.service = service
     app.state.keys = KeyStore.from_settings(settings)
     app.state.checks = {}
+    app.state.rate_limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
     _add_ops_routes(app)
     _add_request_metrics(app, service)
     _add_error_handlers(app)

@@ -45,6 +45,14 @@ class CommonSettings(BaseSettings):
         "America/New_York", validation_alias=AliasChoices("BUSINESS_TIMEZONE"),
         description="Time zone of the retailer's business days (windows, dates shown)",
     )
+    rate_limit_per_s: float = Field(
+        50, gt=0, validation_alias=AliasChoices("MARKETING_RATE_LIMIT_PER_S"),
+        description="Requests per second per API key on the read API and the card look-ups (429 past it)",
+    )
+    rate_limit_burst: int = Field(
+        100, gt=0, validation_alias=AliasChoices("MARKETING_RATE_LIMIT_BURST"),
+        description="Requests a key may send at once before the per-second rate applies",
+    )
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("HTTP_HOST"))
 
