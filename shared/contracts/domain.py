@@ -141,6 +141,9 @@ class GiftCardActivityRejected(EventEnvelope):
     last4: str = Field(description="Last 4 characters of the card number; never the full number")
     invoice_number: str | None = None
     store_id: str | None = None
+    card_id: str | None = Field(None, description="The ledger's card id, when the card is known")
+    amount: Money | None = Field(None, description="Amount of the refused event")
+    currency: str | None = Field(None, description="Currency of the refused event")
 
 
 DOMAIN: dict[str, object] = {
