@@ -80,6 +80,9 @@ class CouponRedemptionRecorded(DomainEvent):
     status: RedemptionStatus
     reversed_at: AwareDatetime | None = None
     flags: list[str] = Field(default_factory=list, description="Catalog rules the redemption broke")
+    campaign: str | None = Field(None, description="The coupon's campaign at redemption time")
+    register_id: str | None = Field(None, description="Till where the coupon was redeemed")
+    reversal_reason: str | None = Field(None, description="void, return or correction, once reversed")
 
 
 class CustomerCouponInsightsChanged(DomainEvent):
@@ -92,6 +95,8 @@ class CustomerCouponInsightsChanged(DomainEvent):
     purchases_with_coupon: int = Field(ge=0)
     coupon_share: str = Field(description="purchases_with_coupon / purchases, decimal string 0..1")
     coupon_only_buyer: bool
+    coupon_only_threshold: str | None = Field(None, description="Share from which a buyer is coupon-only")
+    min_purchases: int | None = Field(None, ge=0, description="Purchases needed before coupon_only_buyer can be true")
 
 
 CouponDomainEvent = Annotated[
