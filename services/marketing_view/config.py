@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -10,9 +10,37 @@ class Settings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="MARKETING_VIEW_", extra="ignore", populate_by_name=True)
 
     http_port: int = Field(8084, description="HTTP port of the read API and the tab page")
-    consumer_group: str = Field("marketing_view", description="Kafka consumer group")
-    key_prefix: str = Field("mv", description="Prefix of every Redis key this service writes")
+    consumer_group: str = Field("marketing_view", description="Kafka consumer group of the live projection")
+    key_prefix: str = Field("mv", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+                            description="Prefix of every Redis key this service writes")
     invoice_url_template: str = Field(
         "https://pos.example/invoices/{invoice_number}",
-        description="Link of an invoice number in the Coupon Usage History grid",
+        description="Link of an invoice number in the Coupon Usage History grid ({invoice_number} is URL-encoded)",
     )
+    auto_rebuild: bool = Field(
+        True, description="Rebuild by itself when Redis holds no read model (first start, data loss)"
+    )
+    watchdog_interval_s: float = Field(1.0, gt=0, le=10, description="How often the loss watchdog looks at Redis")
+    rebuild_settle_s: float | None = Field(
+        None, ge=0, description="Wait between announcing a rebuild and capturing the end offsets "
+                                "(default: 2.5 watchdog intervals + 0.5 s, so every instance dual-writes by then)",
+    )
+    cleanup_grace_s: float = Field(30.0, ge=0, description="How long an old generation survives a switch")
+    expiring_within_days: int = Field(30, ge=1, le=365, description="Window of the 'balance expiring' insight")
+    page_size: int = Field(20, ge=1, le=100, description="Coupon history rows per page by default (max 100)")
+    session_secret: SecretStr | None = Field(
+        None, description="HMAC key of the tab page's session cookie; set it when several instances serve the page "
+                          "(default: random per process)",
+    )
+    session_ttl_s: int = Field(8 * 3600, ge=60, description="Lifetime of a tab page session")
+
+    @field_validator("invoice_url_template")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{invoice_number}" not in value or not value.startswith(("https://", "http://", "/")):
+            raise ValueError("invoice_url_template must be an http(s) URL or path containing {invoice_number}")
+        return value
+
+    @property
+    def settle_s(self) -> float:
+        return self.rebuild_settle_s if self.rebuild_settle_s is not None else 2.5 * self.watchdog_interval_s + 0.5

@@ -1,0 +1,305 @@
+"""Pure rules of the Marketing tab read model (no Redis, no HTTP here).
+
+- the compact forms the projection stores (JSON arrays whose first element is the version, so a Lua
+  script compares versions without decoding JSON);
+- the SPEC §2.4 JSON built back from them, with gift card status computed at the moment of reading;
+- cursors, ETags, discount display, insights.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from shared.contracts.domain import (
+    AssignedBy,
+    CardState,
+    CouponRedemptionRecorded,
+    CustomerCouponInsightsChanged,
+    CustomerSegmentsChanged,
+    DiscountType,
+    GiftCardChanged,
+    RedemptionStatus,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+MASK = "•••• •••• •••• "
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+_ASSIGNED = {AssignedBy.AUTOMATIC: "a", AssignedBy.MANUAL: "m"}
+_ASSIGNED_BACK = {v: k.value for k, v in _ASSIGNED.items()}
+_DISCOUNT = {DiscountType.AMOUNT: "a", DiscountType.PERCENT: "p", DiscountType.UNKNOWN: "u"}
+_DISCOUNT_BACK = {v: k.value for k, v in _DISCOUNT.items()}
+_STATE = {CardState.OPEN: "o", CardState.EXPIRED: "e", CardState.DEACTIVATED: "d"}
+_STATE_BACK = {v: k for k, v in _STATE.items()}
+_REDEMPTION = {RedemptionStatus.REDEEMED: 0, RedemptionStatus.REVERSED: 1}
+_REDEMPTION_BACK = {v: k.value for k, v in _REDEMPTION.items()}
+_SYMBOLS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "MXN": "MX$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+T = TypeVar("T")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+# --- what the projection stores ------------------------------------------------------------------------
+
+
+def epoch_ms(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_MS
+
+
+def from_epoch_ms(ms: int, tz: ZoneInfo) -> datetime:
+    return (EPOCH + timedelta(milliseconds=ms)).astimezone(tz)
+
+
+def row_digest(redemption_id: str) -> str:
+    """11 characters naming a redemption inside its customer's keys (64 bits: collisions are negligible)."""
+    digest = hashlib.blake2b(redemption_id.encode(), digest_size=8).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def segments_value(event: CustomerSegmentsChanged) -> bytes:
+    return dumps([event.version, [
+        [s.segment_id, s.name, s.date_assigned.isoformat(), _ASSIGNED[s.assigned_by], s.notes] for s in event.segments
+    ]])
+
+
+def insights_value(event: CustomerCouponInsightsChanged) -> bytes:
+    return dumps([event.version, event.window_days, event.purchases, event.purchases_with_coupon,
+                  event.coupon_share, 1 if event.coupon_only_buyer else 0])
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionWrite:
+    """One Coupon Usage History row, ready for the Lua script (which picks ``compact`` or ``full``)."""
+
+    customer_id: str
+    digest: str
+    version: int
+    used_ms: int
+    compact: bytes  # without the coupon's name/type/value: those are stored once per code
+    full: bytes  # with them, for a row whose coupon was named differently from the stored one
+    code: str
+    meta: bytes
+
+
+def redemption_write(event: CouponRedemptionRecorded) -> RedemptionWrite:
+    status = _REDEMPTION[event.status]
+    reversed_ms = epoch_ms(event.reversed_at) if event.reversed_at else None
+    flags = list(event.flags) or None
+    head: list[Any] = [event.version, event.coupon_code, f"{event.discount_amount:.2f}", event.invoice_number, status]
+    compact = head + ([reversed_ms] if reversed_ms or flags else []) + ([flags] if flags else [])
+    meta = [event.coupon_name, _DISCOUNT[event.discount_type], event.discount_value, event.currency]
+    return RedemptionWrite(
+        customer_id=event.customer_id, digest=row_digest(event.redemption_id), version=event.version,
+        used_ms=epoch_ms(event.used_at), compact=dumps(compact), full=dumps([*head, reversed_ms, flags, meta]),
+        code=event.coupon_code, meta=dumps(meta),
+    )
+
+
+def card_value(event: GiftCardChanged) -> bytes:
+    value: list[Any] = [
+        event.version, event.last4, f"{event.original_balance:.2f}", f"{event.current_balance:.2f}", event.currency,
+        event.issue_date.isoformat(), event.expiration_date.isoformat() if event.expiration_date else None,
+        _STATE[event.state],
+    ]
+    if event.card_number_masked != MASK + event.last4:
+        value.append(event.card_number_masked)
+    return dumps(value)
+
+
+def latest(events: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
+    """State-carrying events: of each thing, only the highest version matters (first seen wins a tie)."""
+    kept: dict[Hashable, T] = {}
+    for event in events:
+        k = key(event)
+        if k not in kept or event.version > kept[k].version:  # type: ignore[attr-defined]
+            kept[k] = event
+    return list(kept.values())
+
+
+# --- what the API shows --------------------------------------------------------------------------------
+
+
+def today_in(tz: ZoneInfo, now: datetime) -> date:
+    return now.astimezone(tz).date()
+
+
+def card_status(state: CardState, expiration_date: date | None, current_balance: Decimal, today: date) -> str:
+    """SPEC §2.3, as of the moment of reading: a date that passed an hour ago already means expired."""
+    if state is CardState.DEACTIVATED:
+        return "deactivated"
+    if state is CardState.EXPIRED or (expiration_date is not None and expiration_date < today):
+        return "expired"
+    if current_balance == 0:
+        return "fully_redeemed"
+    return "active"
+
+
+def money_display(amount: Decimal | str, currency: str) -> str:
+    value = Decimal(amount)
+    symbol = _SYMBOLS.get(currency)
+    sign = "-" if value < 0 else ""
+    if symbol is None:
+        return f"{sign}{abs(value):,.2f} {currency}"
+    return f"{sign}{symbol}{abs(value):,.2f}"
+
+
+def discount_display(discount_type: str, value: str | None, amount: str, currency: str) -> str:
+    applied = money_display(amount, currency)
+    if discount_type == "percent" and value is not None:
+        return f"{value}% ({applied})"
+    if discount_type == "amount" and value is not None:
+        nominal = money_display(value, currency)
+        return nominal if Decimal(value) == Decimal(amount) else f"{nominal} ({applied})"
+    return applied
+
+
+def invoice_url(template: str, invoice_number: str) -> str:
+    return template.replace("{invoice_number}", quote(invoice_number, safe=""))
+
+
+def segment_items(raw: bytes | None) -> list[dict[str, Any]]:
+    if not raw:
+        return []
+    _, segments = orjson.loads(raw)
+    return [
+        {"segment_id": sid, "name": name, "date_assigned": assigned, "assigned_by": _ASSIGNED_BACK[by], "notes": notes}
+        for sid, name, assigned, by, notes in segments
+    ]
+
+
+def coupon_item(used_ms: int, row: list[Any], meta: list[Any] | None, *, tz: ZoneInfo,
+                invoice_template: str) -> dict[str, Any]:
+    _, code, amount, invoice, status, *rest = row
+    reversed_ms = rest[0] if len(rest) > 0 else None
+    flags = rest[1] if len(rest) > 1 and rest[1] else []
+    if len(rest) > 2 and rest[2]:
+        meta = rest[2]
+    name, type_code, value, currency = meta or [code, "u", None, "USD"]
+    discount_type = _DISCOUNT_BACK[type_code]
+    return {
+        "coupon_code": code,
+        "coupon_name": name,
+        "discount": {"type": discount_type, "value": value, "amount": amount, "currency": currency,
+                     "display": discount_display(discount_type, value, amount, currency)},
+        "used_at": from_epoch_ms(used_ms, tz).isoformat(timespec="seconds"),
+        "invoice_number": invoice,
+        "invoice_url": invoice_url(invoice_template, invoice),
+        "status": _REDEMPTION_BACK[status],
+        "reversed_at": from_epoch_ms(reversed_ms, tz).isoformat(timespec="seconds") if reversed_ms else None,
+        "flags": flags,
+    }
+
+
+def gift_card_item(card_id: str, raw: bytes, today: date) -> dict[str, Any]:
+    _, last4, original, current, currency, issued, expires, state, *masked = orjson.loads(raw)
+    expiration = date.fromisoformat(expires) if expires else None
+    return {
+        "card_id": card_id,
+        "card_number_masked": masked[0] if masked else MASK + last4,
+        "last4": last4,
+        "original_balance": original,
+        "current_balance": current,
+        "currency": currency,
+        "status": card_status(_STATE_BACK[state], expiration, Decimal(current), today),
+        "issue_date": issued,
+        "expiration_date": expires,
+    }
+
+
+def sort_gift_cards(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest card first; the card id breaks ties so the order never flickers."""
+    return sorted(cards, key=lambda c: (c["issue_date"], c["card_id"]), reverse=True)
+
+
+def price_sensitivity(raw: bytes | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    _, window_days, purchases, with_coupon, share, only = orjson.loads(raw)
+    return {"window_days": window_days, "purchases": purchases, "purchases_with_coupon": with_coupon,
+            "coupon_share": share, "coupon_only_buyer": bool(only)}
+
+
+def gift_card_balances(cards: list[dict[str, Any]], today: date, within_days: int) -> list[dict[str, Any]]:
+    """Per currency: what active cards hold, and how much of it expires within ``within_days`` days."""
+    horizon = today + timedelta(days=within_days)
+    totals: dict[str, list[Any]] = {}
+    for card in cards:
+        if card["status"] != "active":
+            continue
+        entry = totals.setdefault(card["currency"], [Decimal("0.00"), Decimal("0.00"), 0])
+        balance = Decimal(card["current_balance"])
+        entry[0] += balance
+        entry[2] += 1
+        expires = card["expiration_date"]
+        if expires is not None and date.fromisoformat(expires) <= horizon:
+            entry[1] += balance
+    return [
+        {"currency": currency, "total_balance": f"{total:.2f}", "expiring_balance": f"{expiring:.2f}",
+         "expiring_within_days": within_days, "active_cards": count}
+        for currency, (total, expiring, count) in sorted(totals.items())
+    ]
+
+
+# --- cursors and ETags ---------------------------------------------------------------------------------
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page starts: strictly after (older than) this row."""
+
+    used_ms: int
+    digest: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.used_ms}.{self.digest}".encode()).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            ms, digest = raw.split(".", 1)
+            if not ms.isdigit() or len(digest) != 11 or len(ms) > 16:
+                raise ValueError(raw)
+            base64.urlsafe_b64decode(digest + "=")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidCursor("cursor is not one this API gave out") from exc
+        return cls(int(ms), digest)
+
+
+def page_size(requested: int | None, default: int = DEFAULT_PAGE_SIZE) -> int:
+    """Default 20, capped at 100."""
+    return max(1, min(default if requested is None else requested, MAX_PAGE_SIZE))
+
+
+def etag(body: dict[str, Any]) -> str:
+    """A strong validator of everything the body says except ``as_of`` (which changes every second)."""
+    stable = {k: v for k, v in body.items() if k != "as_of"}
+    return '"' + hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str | None, current: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    candidates = [c.strip() for c in if_none_match.split(",")]
+    return any(c.removeprefix("W/") == current for c in candidates)

@@ -1,0 +1,212 @@
+"""The Lua scripts of the projection and the read. Each touches the keys of ONE customer (one hash tag)
+or ONE card index, so each is atomic on a single Redis and on a Redis Cluster alike.
+
+Stored values are JSON arrays whose first element is the version (``[7,...]``); the card index is
+``version|owner|former owners`` (identifiers never contain ``|`` or spaces).
+
+Pipelines run them with EVALSHA; when Redis answers NOSCRIPT (it restarted, or SCRIPT FLUSH), the
+scripts are loaded again and the pipeline re-run: every script is idempotent, so re-running is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+_VERSION = """
+local function version_of(v)
+  if not v then return 0 end
+  return tonumber(string.match(v, '^%[(%d+)')) or 0
+end
+"""
+
+# KEYS: segments key. ARGV: version, value.
+SET_IF_NEWER = _VERSION + """
+if version_of(redis.call('GET', KEYS[1])) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: doc hash. ARGV: field, version, value.
+HSET_IF_NEWER = _VERSION + """
+if version_of(redis.call('HGET', KEYS[1], ARGV[1])) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: doc hash, history zset. ARGV: digest, version, used_ms, compact row, full row, coupon code, meta.
+# The coupon's name/type/value are stored once per code ("k<code>"); a row whose coupon was named
+# differently (the catalog changed) carries its own.
+PUT_REDEMPTION = _VERSION + """
+local field = 'r' .. ARGV[1]
+if version_of(redis.call('HGET', KEYS[1], field)) >= tonumber(ARGV[2]) then return 0 end
+local mk = 'k' .. ARGV[6]
+local meta = redis.call('HGET', KEYS[1], mk)
+local row = ARGV[4]
+if not meta then
+  redis.call('HSET', KEYS[1], mk, ARGV[7])
+elseif meta ~= ARGV[7] then
+  row = ARGV[5]
+end
+redis.call('HSET', KEYS[1], field, row)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: card index. ARGV: version, new owner ('' = nobody), previous owner named by the event ('' = none).
+# Returns {applied, owner, former owners}: applied = 0 when a newer state of the card is already known
+# (an old event cannot move the card back), 2 when this version moved the index, 1 for the same version
+# again (a retried batch re-places the card: the steps after this one converge).
+MOVE_CARD = """
+local cur = redis.call('GET', KEYS[1])
+local v, owner, formers = 0, '', ''
+if cur then
+  local a, b, c = string.match(cur, '^(%d+)|([^|]*)|([^|]*)$')
+  v, owner, formers = tonumber(a), b, c
+end
+local nv = tonumber(ARGV[1])
+if nv < v then return {0, owner, formers} end
+if nv > v then
+  local set, list = {}, {}
+  local function add(id)
+    if id ~= '' and id ~= ARGV[2] and not set[id] then set[id] = true; list[#list + 1] = id end
+  end
+  for id in string.gmatch(formers, '%S+') do add(id) end
+  add(owner)
+  add(ARGV[3])
+  owner, formers = ARGV[2], table.concat(list, ' ')
+  redis.call('SET', KEYS[1], nv .. '|' .. owner .. '|' .. formers)
+  return {2, owner, formers}
+end
+return {1, owner, formers}
+"""
+
+# KEYS: doc hash. ARGV: card id, version, value. Adds the card to the customer's card list "l".
+PUT_CARD = _VERSION + """
+local field = 'c' .. ARGV[1]
+if version_of(redis.call('HGET', KEYS[1], field)) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], field, ARGV[3])
+local l = redis.call('HGET', KEYS[1], 'l') or ''
+if not string.find(' ' .. l .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then
+  if l == '' then l = ARGV[1] else l = l .. ' ' .. ARGV[1] end
+  redis.call('HSET', KEYS[1], 'l', l)
+end
+return 1
+"""
+
+# KEYS: doc hash. ARGV: card id, version. Removes the card if what the customer holds is older.
+DROP_CARD = _VERSION + """
+local field = 'c' .. ARGV[1]
+local cur = redis.call('HGET', KEYS[1], field)
+if not cur or version_of(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], field)
+local kept = {}
+for id in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '%S+') do
+  if id ~= ARGV[1] then kept[#kept + 1] = id end
+end
+if #kept == 0 then redis.call('HDEL', KEYS[1], 'l') else redis.call('HSET', KEYS[1], 'l', table.concat(kept, ' ')) end
+return 1
+"""
+
+# KEYS: segments, doc hash, history zset. ARGV: page size, cursor used_ms ('' = first page), cursor digest.
+# Returns a flat array: segments, insights, n cards, (card id, card)*, n rows, (digest, used_ms, row)*,
+# n metas, (code, meta)*. One more row than the page size is returned when there is a next page.
+READ_TAB = """
+local out = {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], 'i') or ''}
+local cards = {}
+for id in string.gmatch(redis.call('HGET', KEYS[2], 'l') or '', '%S+') do cards[#cards + 1] = id end
+out[#out + 1] = #cards
+for _, id in ipairs(cards) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], 'c' .. id) or ''
+end
+local limit = tonumber(ARGV[1])
+local members
+if ARGV[2] == '' then
+  members = redis.call('ZREVRANGE', KEYS[3], 0, limit, 'WITHSCORES')
+else
+  local rank = redis.call('ZREVRANK', KEYS[3], ARGV[3])
+  local score = redis.call('ZSCORE', KEYS[3], ARGV[3])
+  if rank and score and tonumber(score) == tonumber(ARGV[2]) then
+    members = redis.call('ZREVRANGE', KEYS[3], rank + 1, rank + 1 + limit, 'WITHSCORES')
+  else
+    members = redis.call('ZREVRANGEBYSCORE', KEYS[3], '(' .. ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+  end
+end
+out[#out + 1] = #members / 2
+local codes, metas = {}, {}
+for i = 1, #members, 2 do
+  local row = redis.call('HGET', KEYS[2], 'r' .. members[i]) or ''
+  out[#out + 1] = members[i]
+  out[#out + 1] = members[i + 1]
+  out[#out + 1] = row
+  if row ~= '' then
+    local ok, decoded = pcall(cjson.decode, row)
+    if ok and type(decoded[2]) == 'string' and not codes[decoded[2]] then
+      codes[decoded[2]] = true
+      metas[#metas + 1] = decoded[2]
+    end
+  end
+end
+out[#out + 1] = #metas
+for _, code in ipairs(metas) do
+  out[#out + 1] = code
+  out[#out + 1] = redis.call('HGET', KEYS[2], 'k' .. code) or ''
+end
+return out
+"""
+
+# KEYS: lock. ARGV: token, ttl ms. Renew only a lock we still hold.
+RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# KEYS: lock. ARGV: token. Release only a lock we still hold.
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+ALL = {
+    "set_if_newer": SET_IF_NEWER, "hset_if_newer": HSET_IF_NEWER, "put_redemption": PUT_REDEMPTION,
+    "move_card": MOVE_CARD, "put_card": PUT_CARD, "drop_card": DROP_CARD, "read_tab": READ_TAB,
+    "renew_lock": RENEW_LOCK, "release_lock": RELEASE_LOCK,
+}
+SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in ALL.items()}
+
+Call = tuple[str, Sequence[str], Sequence[Any]]
+"""(script name, keys, args)"""
+
+
+async def load(redis: Redis) -> None:
+    for source in ALL.values():
+        await redis.script_load(source)
+
+
+async def run(redis: Redis, calls: Sequence[Call], *, before: Callable[[Any], None] | None = None) -> list[Any]:
+    """Run the scripts in one pipeline (one round trip); reload them once if Redis forgot them.
+
+    ``before`` may add plain commands at the start of the pipeline; their results come first.
+    """
+    for attempt in (1, 2):
+        pipe = redis.pipeline(transaction=False)
+        if before is not None:
+            before(pipe)
+        for name, keys, args in calls:
+            pipe.evalsha(SHA[name], len(keys), *keys, *args)
+        results = await pipe.execute(raise_on_error=False)
+        missing = any(isinstance(r, NoScriptError) or (isinstance(r, ResponseError) and "NOSCRIPT" in str(r))
+                      for r in results)
+        if missing and attempt == 1:
+            await load(redis)
+            continue
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+    raise AssertionError("unreachable")

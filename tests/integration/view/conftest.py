@@ -1,0 +1,74 @@
+"""marketing_view run in-process on the test's own topics and Redis key prefix (never the stack's)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from services.marketing_view.app import create_app
+from services.marketing_view.config import Settings
+from services.marketing_view.generations import ReadModel
+from tests.conftest import Stack
+from tests.helpers import eventually, running
+
+
+@dataclass
+class View:
+    client: httpx.AsyncClient
+    settings: Settings
+    redis: Redis
+    model: ReadModel
+    auth: dict[str, str]
+
+    async def get(self, customer_id: str, **params: object) -> httpx.Response:
+        return await self.client.get(f"/v1/customers/{customer_id}/marketing", headers=self.auth, params=params)
+
+    async def tab(self, customer_id: str, **params: object) -> dict:
+        response = await self.get(customer_id, **params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def view_settings(isolation: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "consumer_group": f"mv-{isolation}", "key_prefix": f"mv{isolation}", "watchdog_interval_s": 0.2,
+        "rebuild_settle_s": 0.6, "cleanup_grace_s": 0.5, "session_secret": "test-session-secret",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+async def wipe(redis: Redis, prefix: str) -> None:
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await redis.unlink(*keys)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, api_key: str) -> AsyncIterator[View]:
+    """Run marketing_view in-process and wait until it serves (its first build is a rebuild)."""
+    app = create_app(settings)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        async with running(app) as client:
+            model: ReadModel = app.state.model
+
+            async def is_serving() -> bool:
+                return model.serving
+
+            await eventually(is_serving, timeout_s=30, what="marketing_view serving")
+            yield View(client, settings, redis, model, {"Authorization": f"Bearer {api_key}"})
+    finally:
+        await wipe(redis, settings.key_prefix)
+        await redis.aclose()
+
+
+@pytest.fixture
+async def view(stack: Stack, topics: str, isolation: str) -> AsyncIterator[View]:
+    async with serving(view_settings(isolation), stack.api_key) as v:
+        yield v
