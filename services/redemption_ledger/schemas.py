@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from services.redemption_ledger.domain import (
     CAMPAIGN_PATTERN,
@@ -112,12 +112,12 @@ class PatchCoupon(Strict):
     max_redemptions_per_customer: Limit | None = None
     active: bool | None = None
 
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> PatchCoupon:
-        for name in _NOT_NULL:
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _required_stay_set(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null (leave the field out to keep it)")
+        return value
 
     def apply(self, terms: CouponTerms, tz: ZoneInfo) -> CouponTerms:
         given = self.model_fields_set
@@ -175,11 +175,12 @@ class ValidateCoupon(Strict):
     subtotal: Money
     currency: Currency
 
-    @model_validator(mode="after")
-    def _subtotal_not_negative(self) -> ValidateCoupon:
-        if self.subtotal < 0:
-            raise ValueError("subtotal cannot be negative")
-        return self
+    @field_validator("subtotal")
+    @classmethod
+    def _subtotal_not_negative(cls, value: Decimal) -> Decimal:
+        if value < 0:
+            raise ValueError("cannot be negative")
+        return value
 
 
 class ValidationOut(BaseModel):

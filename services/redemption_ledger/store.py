@@ -446,9 +446,9 @@ async def save_insights(conn: asyncpg.Connection, rows: Sequence[InsightsRow], *
         await conn.execute(
             "UPDATE customer_insights c SET version = x.version, window_days = x.window_days,"
             " purchases = x.purchases, purchases_with_coupon = x.with_coupon, coupon_share = x.share,"
-            " coupon_only_buyer = x.only, computed_at = $8"
+            " coupon_only_buyer = x.coupon_only, computed_at = $8"
             " FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::numeric[], $7::boolean[])"
-            " AS x(customer_id, version, window_days, purchases, with_coupon, share, only)"
+            " AS x(customer_id, version, window_days, purchases, with_coupon, share, coupon_only)"
             " WHERE c.customer_id = x.customer_id",
             [r.customer_id for r in rows], [r.version for r in rows], [r.window_days for r in rows],
             [r.purchases for r in rows], [r.purchases_with_coupon for r in rows], [r.coupon_share for r in rows],
