@@ -198,10 +198,11 @@ async def load_slice(conn: asyncpg.Connection, *, now: datetime, invoices: Itera
     voids = [InvoiceVoid(**dict(r)) for r in await conn.fetch(
         f"SELECT {', '.join(_VOID_COLUMNS)} FROM voided_invoices WHERE invoice_number = ANY($1::text[])", invoice_list
     )]
-    code_set = set(codes) | {r.coupon_code for r in redemptions}
+    redeemed_codes = set(codes)
+    code_set = redeemed_codes | {r.coupon_code for r in redemptions}
     keys = {(c, ALL_CUSTOMERS) for c in code_set} | set(customer_codes)
     keys |= {(r.coupon_code, r.customer_id) for r in redemptions if r.customer_id}
-    catalog = await revisions(conn, code_set) if code_set else {}
+    catalog = await revisions(conn, redeemed_codes) if redeemed_codes else {}  # only new redemptions need terms
     counters = await lock_usage(conn, keys)
     return LedgerSlice(now=now, catalog=catalog, redemptions=redemptions, reversals=reversals, held=held,
                        voids=voids, usage=counters)
