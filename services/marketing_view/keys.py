@@ -8,8 +8,7 @@ Control keys (one each):
 
 Per generation ``<g>`` (a rebuild builds a whole new one beside the served one):
     <p>:<g>:epoch          sentinel written when the generation is created: gone = Redis lost its data
-    <p>:<g>:{<cid>}:s      STRING  the customer's segment list
-    <p>:<g>:{<cid>}:d      HASH    coupon rows, coupon names, gift cards, card list, insights
+    <p>:<g>:{<cid>}:d      HASH    segment list, coupon rows, coupon names, gift cards, card list, insights
     <p>:<g>:{<cid>}:h      ZSET    coupon history order: member = row digest, score = used_at (epoch ms)
     <p>:<g>:c:{<card_id>}  STRING  card -> owner index, with its version and former owners
 
@@ -39,7 +38,7 @@ def _base36(n: int) -> str:
 
 def new_generation() -> str:
     """A short, unique, time-ordered generation id, e.g. ``vt2k9qz4a``."""
-    return "v" + _base36(int(time.time())) + _base36(secrets.randbelow(36**3)).rjust(3, "0")
+    return "v" + _base36(int(time.time())) + _base36(secrets.randbelow(36**2)).rjust(2, "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +69,6 @@ class KeySpace:
     def epoch(self, gen: str) -> str:
         return f"{self.prefix}:{gen}:epoch"
 
-    def segments(self, gen: str, customer_id: str) -> str:
-        return f"{self.prefix}:{gen}:{{{customer_id}}}:s"
-
     def doc(self, gen: str, customer_id: str) -> str:
         return f"{self.prefix}:{gen}:{{{customer_id}}}:d"
 
@@ -80,8 +76,8 @@ class KeySpace:
         return f"{self.prefix}:{gen}:{{{customer_id}}}:h"
 
     def customer(self, gen: str, customer_id: str) -> list[str]:
-        """The three keys of one customer, in the order the Lua scripts expect them."""
-        return [self.segments(gen, customer_id), self.doc(gen, customer_id), self.history(gen, customer_id)]
+        """The keys of one customer, in the order the Lua scripts expect them."""
+        return [self.doc(gen, customer_id), self.history(gen, customer_id)]
 
     def card_index(self, gen: str, card_id: str) -> str:
         return f"{self.prefix}:{gen}:c:{{{card_id}}}"

@@ -81,7 +81,7 @@ class Projector:
         tags: list[tuple[str, Any]] = []
         for gen in generations:
             for s in segments:
-                calls.append(("set_if_newer", [k.segments(gen, s.customer_id)], [s.version, domain.segments_value(s)]))
+                calls.append(("put_segments", [k.doc(gen, s.customer_id)], [s.version, domain.segments_value(s)]))
                 tags.append(("segments", None))
             for i in insights:
                 calls.append(("hset_if_newer", [k.doc(gen, i.customer_id)], ["i", i.version, domain.insights_value(i)]))

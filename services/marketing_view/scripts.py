@@ -24,10 +24,18 @@ local function version_of(v)
 end
 """
 
-# KEYS: segments key. ARGV: version, value.
-SET_IF_NEWER = _VERSION + """
-if version_of(redis.call('GET', KEYS[1])) >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
+# KEYS: doc hash. ARGV: version, value. The segment list is longer than a compact hash entry may be
+# (hash-max-listpack-value, 64 bytes by default), so it is stored in chunks "s0", "s1", ... of 60 bytes:
+# the customer's hash stays a listpack, the most compact encoding Redis has.
+PUT_SEGMENTS = _VERSION + """
+if version_of(redis.call('HGET', KEYS[1], 's0')) >= tonumber(ARGV[1]) then return 0 end
+local value, size = ARGV[2], 60
+local n = math.ceil(#value / size)
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[1], 's' .. i, string.sub(value, i * size + 1, (i + 1) * size))
+end
+local i = n
+while redis.call('HDEL', KEYS[1], 's' .. i) == 1 do i = i + 1 end
 return 1
 """
 
@@ -112,35 +120,41 @@ if #kept == 0 then redis.call('HDEL', KEYS[1], 'l') else redis.call('HSET', KEYS
 return 1
 """
 
-# KEYS: segments, doc hash, history zset. ARGV: page size, cursor used_ms ('' = first page), cursor digest.
+# KEYS: doc hash, history zset. ARGV: page size, cursor used_ms ('' = first page), cursor digest.
 # Returns a flat array: segments, insights, n cards, (card id, card)*, n rows, (digest, used_ms, row)*,
 # n metas, (code, meta)*. One more row than the page size is returned when there is a next page.
 READ_TAB = """
-local out = {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], 'i') or ''}
+local parts = {}
+while true do
+  local chunk = redis.call('HGET', KEYS[1], 's' .. #parts)
+  if not chunk then break end
+  parts[#parts + 1] = chunk
+end
+local out = {table.concat(parts), redis.call('HGET', KEYS[1], 'i') or ''}
 local cards = {}
-for id in string.gmatch(redis.call('HGET', KEYS[2], 'l') or '', '%S+') do cards[#cards + 1] = id end
+for id in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '%S+') do cards[#cards + 1] = id end
 out[#out + 1] = #cards
 for _, id in ipairs(cards) do
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], 'c' .. id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'c' .. id) or ''
 end
 local limit = tonumber(ARGV[1])
 local members
 if ARGV[2] == '' then
-  members = redis.call('ZREVRANGE', KEYS[3], 0, limit, 'WITHSCORES')
+  members = redis.call('ZREVRANGE', KEYS[2], 0, limit, 'WITHSCORES')
 else
-  local rank = redis.call('ZREVRANK', KEYS[3], ARGV[3])
-  local score = redis.call('ZSCORE', KEYS[3], ARGV[3])
+  local rank = redis.call('ZREVRANK', KEYS[2], ARGV[3])
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
   if rank and score and tonumber(score) == tonumber(ARGV[2]) then
-    members = redis.call('ZREVRANGE', KEYS[3], rank + 1, rank + 1 + limit, 'WITHSCORES')
+    members = redis.call('ZREVRANGE', KEYS[2], rank + 1, rank + 1 + limit, 'WITHSCORES')
   else
-    members = redis.call('ZREVRANGEBYSCORE', KEYS[3], '(' .. ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+    members = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
   end
 end
 out[#out + 1] = #members / 2
 local codes, metas = {}, {}
 for i = 1, #members, 2 do
-  local row = redis.call('HGET', KEYS[2], 'r' .. members[i]) or ''
+  local row = redis.call('HGET', KEYS[1], 'r' .. members[i]) or ''
   out[#out + 1] = members[i]
   out[#out + 1] = members[i + 1]
   out[#out + 1] = row
@@ -155,7 +169,7 @@ end
 out[#out + 1] = #metas
 for _, code in ipairs(metas) do
   out[#out + 1] = code
-  out[#out + 1] = redis.call('HGET', KEYS[2], 'k' .. code) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'k' .. code) or ''
 end
 return out
 """
@@ -173,7 +187,7 @@ return 0
 """
 
 ALL = {
-    "set_if_newer": SET_IF_NEWER, "hset_if_newer": HSET_IF_NEWER, "put_redemption": PUT_REDEMPTION,
+    "put_segments": PUT_SEGMENTS, "hset_if_newer": HSET_IF_NEWER, "put_redemption": PUT_REDEMPTION,
     "move_card": MOVE_CARD, "put_card": PUT_CARD, "drop_card": DROP_CARD, "read_tab": READ_TAB,
     "renew_lock": RENEW_LOCK, "release_lock": RELEASE_LOCK,
 }
