@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.marketing_view import domain, scripts
 from services.marketing_view.generations import ReadModel
@@ -47,6 +49,12 @@ class TabReader:
                    now: datetime | None = None) -> dict[str, Any]:
         size = domain.page_size(limit, self._settings.page_size)
         args = [size, cursor.used_ms if cursor else "", cursor.digest if cursor else ""]
+        try:
+            return await self._read(customer_id, args, size, now)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise ReadModelUnavailable(f"redis unreachable ({type(exc).__name__})") from exc
+
+    async def _read(self, customer_id: str, args: list[Any], size: int, now: datetime | None) -> dict[str, Any]:
         for _ in range(2):
             gen = self._model.current
             if not self._model.serving or gen is None:
