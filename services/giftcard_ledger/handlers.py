@@ -42,6 +42,8 @@ CONSUMER = "giftcard_ledger"
 SWEEP_CHUNK = 200
 _RETRIES = 3
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# How the API answers a refusal: no such card, an invalid request, or (409) a conflict with the card's state.
+_STATUS = {Reason.UNKNOWN_CARD: 404, Reason.INVALID_AMOUNT: 422, Reason.INVALID_EXPIRATION: 422}
 
 
 class IdempotencyMismatch(Exception):
@@ -309,7 +311,7 @@ class GiftCardLedger:
                             await self._write(conn, changes)
                     except Rejected as rejected:
                         changes = _Changes()
-                        outcome = Outcome(404 if rejected.reason is Reason.UNKNOWN_CARD else 409,
+                        outcome = Outcome(_STATUS.get(rejected.reason, 409),
                                           {"detail": rejected.detail, "reason": rejected.reason.value})
                     stored_body = outcome.stored if outcome.stored is not None else outcome.body
                     await store.complete_idempotency_key(conn, req.key, outcome.status, stored_body)

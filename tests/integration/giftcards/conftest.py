@@ -122,20 +122,25 @@ def make_settings(isolation: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def start_ledger(stack: Stack, prefix: str, isolation: str, clock: FixedClock,
+async def start_ledger(stack: Stack, prefix: str, isolation: str, clock: FixedClock, *, drop: bool = True,
                        **overrides: Any) -> AsyncIterator[Ledger]:
-    """Run the service in-process; drop its schema afterwards."""
+    """Run the service in-process; drop its schema afterwards (unless another replica still uses it)."""
     settings = make_settings(isolation, **overrides)
     app = create_app(settings, clock=clock)
     try:
         async with running(app) as http:
             yield Ledger(app, http, settings, stack, prefix, clock, {"Authorization": f"Bearer {stack.api_key}"})
     finally:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
-        finally:
-            await conn.close()
+        if drop:
+            await drop_schema(stack, settings.db_schema)
+
+
+async def drop_schema(stack: Stack, schema: str) -> None:
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
