@@ -1,0 +1,179 @@
+"""Set-based evaluation jobs: the backfill after a rule is created or changed, and the sweep as time passes.
+
+A job runs in two phases:
+
+1. **evaluating**: one SQL statement (``sqlgen.evaluation_query``) evaluates the job's rules for every
+   customer over the facts tables and keeps, per customer, the explanation of each matching rule and the
+   customer's ``facts_version`` (a session temp table: the snapshot);
+2. **applying**: customers are taken in id order, ``chunk_size`` at a time, each chunk in one transaction
+   with the customers' rows locked: customers whose facts changed since the snapshot (events that arrived
+   meanwhile) are re-evaluated on the per-customer path, then the snapshot is diffed with the memberships,
+   set-based (``store.apply_chunk``), and every customer whose segment list changed is announced through
+   the outbox. Progress (processed / total) is written with each chunk.
+
+Only one job runs at a time across replicas (an advisory lock); a job left 'running' by a runner that
+died is started over (applying a snapshot is idempotent). A backfill whose segment changed or was
+deleted under it stops as 'superseded' (the newer version has its own backfill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from prometheus_client import Histogram
+
+from services.segment_engine import store
+from services.segment_engine.compiler import CompiledRule
+from services.segment_engine.domain import Reason
+from services.segment_engine.handlers import SegmentEngine, count_bulk
+from services.segment_engine.sqlgen import evaluation_query
+from shared.errors import is_transient
+
+log = structlog.get_logger(__name__)
+
+RUNNER_LOCK = int.from_bytes(hashlib.sha256(b"segment_engine:jobs").digest()[:8], "big", signed=True)
+
+JOB_SECONDS = Histogram("segment_engine_job_seconds", "Duration of set-based evaluation jobs", ["kind"],
+                        buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+
+
+@dataclass(frozen=True)
+class _Target:
+    segment_id: str
+    name: str
+    version: int
+    compiled: CompiledRule
+
+
+class JobRunner:
+    def __init__(self, engine: SegmentEngine, *, chunk_size: int = 5000, poll_s: float = 2.0) -> None:
+        self.engine = engine
+        self.chunk_size = chunk_size
+        self.poll_s = poll_s
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("evaluation jobs waiting for a dependency", error=repr(exc))
+                else:
+                    log.exception("evaluation jobs failed")
+                await asyncio.sleep(1)
+            self.engine.jobs_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.engine.jobs_wake.wait(), self.poll_s)
+
+    async def schedule_sweeps(self, interval_s: float, *, first_after_s: float = 0.0) -> None:
+        """Ask for a sweep every ``interval_s`` (replicas share the schedule: one sweep per interval)."""
+        await asyncio.sleep(first_after_s)
+        while True:
+            try:
+                async with self.engine.pool.acquire() as conn, conn.transaction():
+                    due = await store.sweep_due(conn, interval_s)
+                    if due:
+                        await store.create_job(conn, kind="sweep", reason=Reason.TIME_PASSED.value)
+                if due:
+                    self.engine.jobs_wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not schedule a sweep", error=repr(exc))
+            await asyncio.sleep(interval_s)
+
+    async def run_pending(self) -> int:
+        """Run every open job, oldest first, unless another runner holds the lock. Returns how many ran."""
+        async with self.engine.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUNNER_LOCK):
+                return 0
+            try:
+                ran = 0
+                while (job := await store.claim_job(conn)) is not None:
+                    await self._run(conn, job)
+                    ran += 1
+                return ran
+            finally:
+                with contextlib.suppress(Exception):
+                    await store.drop_snapshot(conn)
+                    await conn.execute("SELECT pg_advisory_unlock($1)", RUNNER_LOCK)
+
+    async def _run(self, conn: asyncpg.Connection, job: asyncpg.Record) -> None:
+        job_id = job["job_id"]
+        with JOB_SECONDS.labels(job["kind"]).time():
+            try:
+                status = await self._evaluate(conn, job)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the job stays 'running'; the next pass starts it over
+                log.exception("evaluation job failed", job_id=job_id)
+                await store.finish_job(conn, job_id, "failed", repr(exc)[:500])
+                return
+        await store.finish_job(conn, job_id, status)
+        log.info("evaluation job finished", job_id=job_id, kind=job["kind"], segment_id=job["segment_id"],
+                 status=status)
+
+    async def _targets(self, conn: asyncpg.Connection, job: asyncpg.Record) -> list[_Target]:
+        engine = self.engine
+        rows = await store.list_segments(conn)
+        if job["kind"] == "backfill":
+            rows = [r for r in rows if r["segment_id"] == job["segment_id"] and r["version"] == job["segment_version"]]
+        return [_Target(r["segment_id"], r["name"], r["version"], engine.compiled(r["segment_id"], r["version"],
+                                                                                   r["rule"])) for r in rows]
+
+    async def _evaluate(self, conn: asyncpg.Connection, job: asyncpg.Record) -> str:
+        engine = self.engine
+        job_id = job["job_id"]
+        as_of = job["as_of"] or engine.clock.now()
+        today = engine.today(as_of)
+        targets = await self._targets(conn, job)
+        if job["kind"] == "backfill" and not targets:
+            return "superseded"
+        if job["kind"] == "backfill" and job["reason"] == Reason.RULE_MATCHED.value:
+            entered, left = Reason.RULE_MATCHED.value, Reason.RULE_STOPPED_MATCHING.value
+        else:
+            entered = left = job["reason"]
+
+        total = await store.create_snapshot(conn, evaluation_query([t.compiled for t in targets], today))
+        await store.job_progress(conn, job_id, phase="applying", total=total)
+        after: str | None = None
+        while True:
+            async with conn.transaction():
+                versions = await store.lock_segments(conn, [t.segment_id for t in targets])
+                active = [(t, i + 1) for i, t in enumerate(targets) if versions.get(t.segment_id) == t.version]
+                if job["kind"] == "backfill" and not active:
+                    return "superseded"
+                chunk = await store.lock_chunk(conn, after, self.chunk_size)
+                if not chunk:
+                    break
+                stale = [r["customer_id"] for r in chunk if r["stale"]]
+                if stale:
+                    facts = await store.load_facts(conn, stale)
+                    await store.refresh_snapshot(conn, [
+                        (cid, f.facts_version, [t.compiled.evaluate(f, today) for t in targets])
+                        for cid, f in facts.items()
+                    ])
+                result = await store.apply_chunk(
+                    conn, first=chunk[0]["customer_id"], last=chunk[-1]["customer_id"],
+                    segments=[(t.segment_id, i) for t, i in active],
+                    versions={t.segment_id: t.version for t, _ in active},
+                    names={t.segment_id: t.name for t, _ in active}, today=today, now=engine.clock.now(),
+                    entered_reason=entered, left_reason=left,
+                )
+                await store.announce(conn, result.changed_customers, engine.clock.now())
+                await store.job_progress(conn, job_id, phase="applying", processed=len(chunk),
+                                         entered=result.entered, exited=result.exited,
+                                         changed=len(result.changed_customers))
+            count_bulk(result.entered, entered, result.exited, left)
+            if result.changed_customers:
+                engine.wake_relay()
+            after = chunk[-1]["customer_id"]
+        await store.drop_snapshot(conn)
+        return "done"
