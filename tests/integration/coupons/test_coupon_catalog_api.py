@@ -73,7 +73,7 @@ async def test_create_read_update_deactivate_list(ledger: Ledger) -> None:
     assert (await ledger.http.patch("/v1/coupons/NOPE", json={"name": "x"}, headers=ledger.auth)).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "field"), [
+BAD_INPUT = [
     ({"discount_value": "150"}, "discount_value"),
     ({"discount_value": "0"}, "discount_value"),
     ({"discount_value": "10.005"}, "discount_value"),
@@ -90,10 +90,13 @@ async def test_create_read_update_deactivate_list(ledger: Ledger) -> None:
     ({"max_redemptions_per_customer": -1}, "max_redemptions_per_customer"),
     ({"campaign": "has space"}, "campaign"),
     ({"maximum": 5}, "maximum"),
-])
-async def test_bad_input_is_a_422_naming_the_field(ledger: Ledger, body: dict[str, Any], field: str) -> None:
+]
+
+
+async def test_bad_input_is_a_422_naming_the_field(ledger: Ledger) -> None:
     base = {"code": "BAD1", "name": "Bad", "discount_type": "percent", "discount_value": "10"}
-    assert await field_error(ledger, "POST", "/v1/coupons", base | body) == field
+    for body, field in BAD_INPUT:
+        assert await field_error(ledger, "POST", "/v1/coupons", base | body) == field, body
     assert await ledger.sql("SELECT 1 FROM coupons") == [], "never a half-written record"
 
 

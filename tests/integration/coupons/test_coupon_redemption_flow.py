@@ -51,9 +51,11 @@ async def test_redemptions_are_recorded_flagged_and_announced(ledger: Ledger) ->
 
     rows = await eventually(all_recorded, what="11 redemptions recorded")
     flags = {r["invoice_number"]: r["flags"] for r in rows}
+    # INV-6 and INV-7 are two customers' (two partitions): which of them came second is up to Kafka.
+    assert sorted([flags.pop("INV-6"), flags.pop("INV-7")]) == [[], ["over_limit"]]
     assert flags == {
         "INV-1": [], "INV-2": ["unknown_code"], "INV-3": ["inactive"], "INV-4": ["not_yet_valid"],
-        "INV-5": ["expired"], "INV-6": [], "INV-7": ["over_limit"], "INV-8": ["customer_over_limit"],
+        "INV-5": ["expired"], "INV-8": ["customer_over_limit"],
         "INV-9": ["currency_mismatch"], "INV-10": [], "INV-11": [],
     }
     inv1 = next(r for r in rows if r["invoice_number"] == "INV-1")
@@ -79,11 +81,12 @@ async def test_redemptions_are_recorded_flagged_and_announced(ledger: Ledger) ->
 
     # The flagged-redemptions report, and the metrics.
     report = await ledger.call("GET", "/v1/reports/flagged-redemptions")
-    assert {i["invoice_number"] for i in report["items"]} == {f"INV-{n}" for n in (2, 3, 4, 5, 7, 8, 9)}
+    over_limit = next(r["invoice_number"] for r in rows if r["flags"] == ["over_limit"])
+    assert {i["invoice_number"] for i in report["items"]} == {f"INV-{n}" for n in (2, 3, 4, 5, 8, 9)} | {over_limit}
     assert report["counts"] == {"unknown_code": 1, "inactive": 1, "not_yet_valid": 1, "expired": 1,
                                 "over_limit": 1, "customer_over_limit": 1, "currency_mismatch": 1}
     only = await ledger.call("GET", "/v1/reports/flagged-redemptions", params={"flag": "over_limit"})
-    assert [i["invoice_number"] for i in only["items"]] == ["INV-7"]
+    assert [i["invoice_number"] for i in only["items"]] == [over_limit]
     metrics = (await ledger.http.get("/metrics")).text
     assert 'marketing_coupon_redemptions_flagged_total{flag="currency_mismatch"}' in metrics
     assert 'marketing_coupon_redemptions_total{outcome="duplicate"}' in metrics

@@ -35,13 +35,23 @@ async def test_reversals_voids_and_holds(ledger: Ledger) -> None:
         redeemed("INV-3", "TEN", "C-1", at=at), redeemed("INV-3", "ONE", "C-1", at=at),
         redeemed("INV-4", "TEN", "C-1", at=at),
     )
+    await eventually(lambda: _count(ledger, "redemptions", 4), what="redemptions recorded")
     await ledger.send_sales(
         void("INV-3", "C-1", at=at + timedelta(seconds=1)),            # both redemptions of INV-3
         void("INV-5", "C-1", at=at + timedelta(seconds=1)),            # before its redemption
         void("INV-4", None, at=at + timedelta(seconds=1)),             # void and reversal of INV-4: once
+        void("INV-1", "C-1", at=at + timedelta(seconds=1)),            # INV-1 was reversed already: once
     )
-    await ledger.send_coupons(reversal("INV-4", "TEN", "C-1", at=at + timedelta(seconds=2)))
-    await eventually(lambda: _count(ledger, "redemption_reversals", 4), what="voids applied")
+    await eventually(lambda: _count(ledger, "voided_invoices", 4), what="voids applied")
+    assert await _count(ledger, "redemption_reversals", 4)
+    late = reversal("INV-4", "TEN", "C-1", at=at + timedelta(seconds=2))
+    await ledger.send_coupons(late)
+
+    async def late_reversal_seen() -> bool:
+        return bool(await ledger.sql("SELECT 1 FROM processed_messages WHERE event_id = $1", late.event_id))
+
+    await eventually(late_reversal_seen, what="the reversal after the void consumed")
+    assert (await _count(ledger, "redemption_reversals", 4)), "the void already reversed INV-4: nothing more"
     held = await ledger.call("GET", "/v1/reports/held-reversals")
     assert [(h["invoice_number"], h["coupon_code"]) for h in held["items"]] == [("INV-2", "TEN")]
 
