@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.redemption_ledger.domain import (
     Coupon,
@@ -146,3 +148,31 @@ def test_a_redemption_can_break_several_rules() -> None:
     assert flags(inactive, at=END, used=5, used_by_customer=2) == [
         Flag.INACTIVE, Flag.EXPIRED, Flag.OVER_LIMIT, Flag.CUSTOMER_OVER_LIMIT,
     ]
+
+
+# --- properties -----------------------------------------------------------------------------------------------
+
+cents = st.integers(min_value=0, max_value=10**9).map(lambda n: Decimal(n) / 100)
+
+
+@given(subtotal=cents, value=st.integers(min_value=1, max_value=10000).map(lambda n: Decimal(n) / 100),
+       percent=st.booleans())
+def test_a_discount_is_whole_cents_between_zero_and_the_subtotal(subtotal: Decimal, value: Decimal,
+                                                                 percent: bool) -> None:
+    terms = (replace(TERMS, discount_value=value) if percent else
+             replace(TERMS, discount_type=DiscountType.AMOUNT, discount_value=value, currency="USD"))
+    answer = ask(replace(COUPON, terms=terms), subtotal=f"{subtotal:.2f}")
+    assert answer.valid
+    assert Decimal(0) <= answer.discount_amount <= subtotal
+    assert answer.discount_amount == answer.discount_amount.quantize(Decimal("0.01"))
+    if percent:
+        assert abs(answer.discount_amount - subtotal * value / 100) <= Decimal("0.005")
+
+
+@given(used=st.integers(0, 20), limit=st.integers(1, 20), at_offset=st.integers(-5, 5))
+def test_the_till_and_the_ledger_agree(used: int, limit: int, at_offset: int) -> None:
+    """A code the till would accept is one whose redemption the ledger would not flag, and vice versa."""
+    coupon = replace(COUPON, terms=replace(TERMS, max_redemptions=limit, max_redemptions_per_customer=None))
+    at = (START if at_offset < 0 else END) + timedelta(microseconds=at_offset)
+    answer = ask(coupon, at=at, used=used)
+    assert answer.valid is (flags(coupon, at=at, used=used) == [])
