@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -136,7 +137,9 @@ def create_app(settings: Settings) -> FastAPI:
         if body.code is not None and normalise_code(body.code) != normalise_code(code):
             raise InvalidInput("code", "the code cannot change (it differs from the one in the path)")
         terms = body.terms(tz)
-        entry = await ledger.change_coupon(code, lambda _: terms, what="update", actor=who.key_id)
+        keep_active = "active" not in body.model_fields_set  # replacing the terms does not reactivate a coupon
+        entry = await ledger.change_coupon(code, lambda t: replace(terms, active=t.active) if keep_active else terms,
+                                           what="update", actor=who.key_id)
         return s.CouponOut.of(entry, tz)
 
     @app.patch("/v1/coupons/{code}", response_model=s.CouponOut, tags=["catalog"],

@@ -90,7 +90,8 @@ class CreateCoupon(CouponFields):
 
 
 class ReplaceCoupon(CouponFields):
-    """PUT: the complete new terms (the code is in the path; repeating it in the body is allowed)."""
+    """PUT: the complete new terms (the code is in the path; repeating it in the body is allowed). Leaving
+    ``active`` out keeps the coupon's active flag as it is."""
 
     code: Code | None = None
 

@@ -49,9 +49,13 @@ async def test_create_read_update_deactivate_list(ledger: Ledger) -> None:
     off = await ledger.call("POST", "/v1/coupons/FALL10/deactivate")
     assert (off["active"], off["revision"]) == (False, 4)
     assert (await ledger.call("POST", "/v1/coupons/FALL10/deactivate"))["revision"] == 4, "no change, no revision"
+    still_off = await ledger.call("PUT", "/v1/coupons/FALL10", json={
+        "name": "Fall $5 off", "discount_type": "amount", "discount_value": "5.00", "currency": "USD",
+        "max_redemptions": 10})
+    assert (still_off["active"], still_off["revision"]) == (False, 5), "a PUT without 'active' keeps it"
     revisions = await ledger.sql("SELECT revision, change, name FROM coupon_revisions ORDER BY revision")
     assert [(r["revision"], r["change"]) for r in revisions] == [(1, "create"), (2, "update"), (3, "update"),
-                                                                  (4, "deactivate")]
+                                                                  (4, "deactivate"), (5, "update")]
     answer = await ledger.call("POST", "/v1/coupons/validate",
                                json={"code": "fall10", "customer_id": "C-1", "subtotal": "10.00", "currency": "USD"})
     assert (answer["valid"], answer["reason"], answer["coupon_code"]) == (False, "inactive", "FALL10")
