@@ -105,13 +105,16 @@ class GiftCardLedger:
             candidates = {e.card_number: self._hasher.candidates(e.card_number) for e in events}
             found = await store.find_by_hmacs(conn, [h for c in candidates.values() for _, h in c])
             card_of_number: dict[str, str] = {}
+            stale: list[tuple[str, str]] = []
             for number, options in candidates.items():
                 match = next((found[h] for _, h in options if h in found), None)
                 if match is not None:
                     card_of_number[number] = match.card_id
                     if match.key_version != self._hasher.current_version:
-                        await store.rekey(conn, match.card_id, options[0][1], options[0][0])
+                        stale.append((match.card_id, number))
             changes.cards = await store.lock_cards(conn, card_of_number.values())
+            for card_id, number in stale:  # found under a previous key: move it to the current one
+                await store.rekey(conn, card_id, self._hasher.digest(number), self._hasher.current_version)
             totals = await store.invoice_totals(conn, (
                 (card_of_number[e.card_number], e.original_invoice_number)
                 for e in events if isinstance(e, GiftCardRefunded) and e.card_number in card_of_number
