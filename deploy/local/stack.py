@@ -350,7 +350,8 @@ def http_ok(url: str) -> bool:
 
 
 def prepare_kafka_and_db(env: dict[str, str]) -> None:
-    """Topics (POS topics with several partitions) and each service's migrations."""
+    """Topics (POS topics with several partitions), and the migrations of each service about to start
+    (a running service migrated its schema when it started)."""
     code = (
         "import asyncio, os\n"
         "from shared.kafka import ensure_topics\n"
@@ -361,6 +362,8 @@ def prepare_kafka_and_db(env: dict[str, str]) -> None:
     )
     subprocess.run([str(PYTHON), "-c", code], check=True, env={**os.environ, **env}, cwd=ROOT)
     for name in SERVICES:
+        if pid_of(name) is not None:
+            continue
         subprocess.run([str(PYTHON), "-m", f"services.{name}", "migrate"], check=True, env={**os.environ, **env},
                        cwd=ROOT, stdout=subprocess.DEVNULL)
 
