@@ -80,9 +80,12 @@ def _decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="invalid cursor") from None
+        value = ""
+    if not value:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="invalid cursor")
+    return value
 
 
 def job_json(job: asyncpg.Record | None) -> dict[str, Any] | None:
