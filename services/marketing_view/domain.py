@@ -121,16 +121,17 @@ def redemption_write(event: CouponRedemptionRecorded) -> RedemptionWrite:
     status = _REDEMPTION[event.status]
     reversed_ms = epoch_ms(event.reversed_at) if event.reversed_at else None
     flags = list(event.flags) or None
+    reason = event.reversal_reason if event.status is RedemptionStatus.REVERSED else None
+    meta = [event.coupon_name, _DISCOUNT[event.discount_type], event.discount_value, event.currency]
     head: list[Any] = [event.version, event.coupon_code, cents(event.discount_amount), event.invoice_number]
-    tail: list[Any] = [status, reversed_ms, flags]
+    tail: list[Any] = [status, reversed_ms, flags, None, reason]  # None: where a full row carries its meta
     while tail and not tail[-1]:
         tail.pop()  # [v, code, cents, invoice] for a plain redemption
     compact = head + tail
-    head += [status, reversed_ms, flags]
-    meta = [event.coupon_name, _DISCOUNT[event.discount_type], event.discount_value, event.currency]
+    full = [*head, status, reversed_ms, flags, meta, reason]
     return RedemptionWrite(
         customer_id=event.customer_id, digest=row_digest(event.redemption_id), version=event.version,
-        used_ms=epoch_ms(event.used_at), compact=dumps(compact), full=dumps([*head, meta]),
+        used_ms=epoch_ms(event.used_at), compact=dumps(compact), full=dumps(full),
         code=event.coupon_code, meta=dumps(meta),
     )
 
@@ -217,6 +218,7 @@ def coupon_item(used_ms: int, row: list[Any], meta: list[Any] | None, *, tz: Zon
     flags = rest[2] if len(rest) > 2 and rest[2] else []
     if len(rest) > 3 and rest[3]:
         meta = rest[3]
+    reason = rest[4] if len(rest) > 4 else None
     name, type_code, value, currency = meta or [code, "u", None, "USD"]
     discount_type = _DISCOUNT_BACK[type_code]
     return {
@@ -229,6 +231,7 @@ def coupon_item(used_ms: int, row: list[Any], meta: list[Any] | None, *, tz: Zon
         "invoice_url": invoice_url(invoice_template, invoice),
         "status": _REDEMPTION_BACK[status],
         "reversed_at": from_epoch_ms(reversed_ms, tz).isoformat(timespec="seconds") if reversed_ms else None,
+        "reversal_reason": reason,
         "flags": flags,
     }
 

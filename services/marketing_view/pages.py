@@ -81,6 +81,8 @@ def coupons_grid(items: list[dict[str, Any]], tz: ZoneInfo) -> str:
         used = datetime.fromisoformat(c["used_at"]).astimezone(tz)
         flags = "".join(f'<span class="badge badge-flag">{e(f.replace("_", " "))}</span>' for f in c["flags"])
         status = badge("reversed") if c["status"] == "reversed" else ""
+        if c["status"] == "reversed" and c.get("reversal_reason"):
+            status = status.replace("<span ", f'<span title="{e(c["reversal_reason"])}" ', 1)
         rows.append(
             f'<tr class="row {e(c["status"])}" data-invoice="{e(c["invoice_number"])}" data-used-at="{e(c["used_at"])}"'
             f' data-status="{e(c["status"])}">'

@@ -131,7 +131,7 @@ class Rebuilder:
         while True:
             await asyncio.sleep(LOCK_TTL_MS / 3000)
             try:
-                held, _, _ = await scripts.run(self._redis, [("renew_lock", [k.lock], [token, LOCK_TTL_MS])],
+                _, _, held = await scripts.run(self._redis, [("renew_lock", [k.lock], [token, LOCK_TTL_MS])],
                                                before=lambda p: (p.pexpire(k.building, LOCK_TTL_MS),
                                                                  p.pexpire(k.progress, LOCK_TTL_MS)))
                 if not held:

@@ -40,13 +40,15 @@ def redemption(customer_id: str, redemption_id: str, *, version: int = 1, code: 
                name: str = "Fall 10% off", kind: str = "percent", value: str | None = "10",
                amount: str = "10.20", used_at: datetime | str = "2026-11-28T14:03:12-05:00",
                invoice: str = "INV-2026-000184", status: str = "redeemed", reversed_at: datetime | None = None,
-               flags: Sequence[str] = (), currency: str = "USD") -> CouponRedemptionRecorded:
+               flags: Sequence[str] = (), currency: str = "USD",
+               reason: str | None = None) -> CouponRedemptionRecorded:
     moment = datetime.fromisoformat(used_at) if isinstance(used_at, str) else used_at
     return CouponRedemptionRecorded(
         event_id=uuid.uuid4(), occurred_at=_now(), version=version, redemption_id=redemption_id,
         customer_id=customer_id, coupon_code=code, coupon_name=name, discount_type=DiscountType(kind),
         discount_value=value, discount_amount=amount, currency=currency, used_at=moment, invoice_number=invoice,
         store_id="S-001", status=RedemptionStatus(status), reversed_at=reversed_at, flags=list(flags),
+        reversal_reason=reason,
     )
 
 

@@ -85,7 +85,7 @@ def test_redemption_round_trip_compact_and_full() -> None:
                      "display": "10% ($10.20)"},
         "used_at": "2026-11-28T14:03:12-05:00", "invoice_number": "INV:1.2",
         "invoice_url": "https://pos.example/invoices/INV%3A1.2", "status": "redeemed", "reversed_at": None,
-        "flags": [],
+        "reversal_reason": None, "flags": [],
     }
     compact = domain.coupon_item(w.used_ms, orjson.loads(w.compact), meta, tz=NY, invoice_template=TEMPLATE)
     full = domain.coupon_item(w.used_ms, orjson.loads(w.full), None, tz=NY, invoice_template=TEMPLATE)
@@ -96,11 +96,14 @@ def test_redemption_round_trip_compact_and_full() -> None:
 
 def test_reversed_redemption_keeps_its_row_marked_reversed() -> None:
     reversed_at = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-    event = redemption("C-1", "r-1", version=2, status="reversed", reversed_at=reversed_at, flags=["unknown_code"])
+    event = redemption("C-1", "r-1", version=2, status="reversed", reversed_at=reversed_at, flags=["unknown_code"],
+                       reason="return")
     w = domain.redemption_write(event)
     item = domain.coupon_item(w.used_ms, orjson.loads(w.compact), orjson.loads(w.meta), tz=NY,
                               invoice_template=TEMPLATE)
-    assert item["status"] == "reversed"
+    full = domain.coupon_item(w.used_ms, orjson.loads(w.full), None, tz=NY, invoice_template=TEMPLATE)
+    assert item == full
+    assert item["status"] == "reversed" and item["reversal_reason"] == "return"
     assert item["reversed_at"] == "2026-11-29T05:00:00-05:00"
     assert item["flags"] == ["unknown_code"]
 
