@@ -160,16 +160,17 @@ def parse_document(raw: Any) -> list[SegmentDefinition]:
         raise InvalidDocument([(str(k), "unknown field; a document has only 'segments'") for k in extra])
     problems: list[tuple[str, str]] = []
     definitions: list[SegmentDefinition] = []
+    seen: set[str] = set()
     for i, item in enumerate(raw["segments"]):
         try:
             definitions.append(validate_definition(item, f"segments[{i}]"))
         except InvalidDocument as exc:
             problems += exc.problems
-    seen: set[str] = set()
-    for i, d in enumerate(definitions):
-        if d.segment_id in seen:
-            problems.append((f"segments[{i}].segment_id", f"{d.segment_id!r} appears twice"))
-        seen.add(d.segment_id)
+        segment_id = item.get("segment_id") if isinstance(item, dict) else None
+        if isinstance(segment_id, str):
+            if segment_id in seen:
+                problems.append((f"segments[{i}].segment_id", f"{segment_id!r} appears twice"))
+            seen.add(segment_id)
     if problems:
         raise InvalidDocument(problems[:50])
     return definitions
