@@ -25,6 +25,7 @@ from services.marketing_view.generations import ReadModel
 from services.marketing_view.keys import KeySpace
 from services.marketing_view.projection import Projector
 from services.marketing_view.rebuild import Progress, RebuildBusy, Rebuilder
+from services.marketing_view.schemas import MarketingTab
 from services.marketing_view.views import ReadModelUnavailable, TabReader, TabSettings
 from services.marketing_view.web import SESSION_COOKIE, LoginRequired, ReadOnly, Sessions, page_principal
 from shared.auth import Principal, Scope, require
@@ -166,7 +167,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id}/marketing", tags=["marketing tab"],
              summary="A customer's Marketing tab: segments, coupon usage history, gift cards, insights",
-             responses={304: {"description": "Not modified (If-None-Match)"}, 400: {"description": "Malformed id"},
+             responses={200: {"model": MarketingTab, "description": "The tab (SPEC §2.4), with an ETag"},
+                        304: {"description": "Not modified (If-None-Match)"}, 400: {"description": "Malformed id"},
                         503: {"description": "The read model is being (re)built"}})
     async def customer_marketing(
         customer_id: str, request: Request, _: Annotated[Principal, Depends(require(Scope.READ))],

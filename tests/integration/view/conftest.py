@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from services.marketing_view.app import create_app
 from services.marketing_view.config import Settings
 from services.marketing_view.generations import ReadModel
+from services.marketing_view.schemas import MarketingTab
 from tests.conftest import Stack
 from tests.helpers import eventually, running
 
@@ -34,7 +35,9 @@ class View:
     async def tab(self, customer_id: str, **params: object) -> dict:
         response = await self.get(customer_id, **params)
         assert response.status_code == 200, response.text
-        return response.json()
+        body = response.json()
+        MarketingTab.model_validate(body)  # exactly the documented shape, nothing more, nothing less
+        return body
 
 
 def view_settings(isolation: str, **overrides: object) -> Settings:
