@@ -141,3 +141,34 @@ async def test_a_card_cannot_commit_without_its_first_entry(db: asyncpg.Connecti
     async with db.transaction():
         await new_card(db, other, "10.00")
     assert await db.fetchval("SELECT current_balance FROM cards WHERE card_id = $1", other) == 10
+
+
+async def test_one_statement_of_many_entries_is_checked_as_a_whole(db: asyncpg.Connection) -> None:
+    other = "gc_" + "C" * 22
+    async with db.transaction():
+        await new_card(db, other, "10.00")
+
+    async def insert_many(rows: list[tuple[str, int, str, str, str]]) -> None:
+        async with db.transaction():
+            await db.execute(
+                "INSERT INTO ledger_entries (card_id, seq, entry_type, amount, balance_after, occurred_at, actor,"
+                " source, invoice_number)"
+                " SELECT c, s, t, a::numeric, b::numeric, $6, 'test', 'src:' || c || ':' || s, 'INV-M'"
+                " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(c, s, t, a, b)",
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                [r[4] for r in rows], NOW,
+            )
+
+    with pytest.raises(asyncpg.PostgresError, match="balance after"):
+        await insert_many([(CARD, 2, "redeem", "-5.00", "45.00"), (CARD, 3, "redeem", "-5.00", "41.00"),
+                           (other, 2, "reload", "1.00", "11.00")])
+    with pytest.raises(asyncpg.PostgresError, match="does not follow"):
+        await insert_many([(CARD, 2, "redeem", "-5.00", "45.00"), (CARD, 4, "redeem", "-5.00", "40.00")])
+    with pytest.raises(asyncpg.PostgresError, match="check"):
+        await insert_many([(CARD, 2, "redeem", "-30.00", "20.00"), (CARD, 3, "redeem", "-30.00", "-10.00")])
+    assert await balance(db) == "50.00", "a refused statement leaves nothing behind"
+    await insert_many([(CARD, 2, "redeem", "-5.00", "45.00"), (other, 2, "reload", "1.00", "11.00"),
+                       (CARD, 3, "reload", "2.50", "47.50"), (CARD, 4, "redeem", "-47.50", "0.00")])
+    assert await balance(db) == "0.00"
+    assert await db.fetchval("SELECT current_balance FROM cards WHERE card_id = $1", other) == 11
+    assert await db.fetchval("SELECT last_seq FROM cards WHERE card_id = $1", CARD) == 4
