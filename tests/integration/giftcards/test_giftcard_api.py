@@ -3,6 +3,7 @@ number shown once and stored nowhere."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import date, timedelta
@@ -305,3 +306,15 @@ async def test_lookup_by_number_never_in_the_url(ledger: Ledger) -> None:
     assert missing.status_code == 404
     as_id = await ledger.http.get(f"/v1/gift-cards/{number}", headers=ledger.auth)
     assert as_id.status_code == 422, "a card number is never accepted as a card id"
+
+
+async def test_concurrent_retries_with_one_key_apply_once_and_answer_alike(ledger: Ledger) -> None:
+    card = await issue(ledger, amount="10.00")
+    key = uuid.uuid4().hex
+    answers = await asyncio.gather(*(ledger.post(f"/v1/gift-cards/{card['card_id']}/reload", {"amount": "5.00"},
+                                                 key=key) for _ in range(8)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1, "every retry gets the first answer"
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 7
+    assert [e["entry_type"] for e in await ledger.entries(card["card_id"])] == ["issue", "reload"]
+    assert await ledger.balance_consistent(card["card_id"]) == Decimal("15.00")
