@@ -97,7 +97,8 @@ def job_json(job: asyncpg.Record | None) -> dict[str, Any] | None:
     return {
         "job_id": job["job_id"], "kind": job["kind"], "segment_id": job["segment_id"],
         "segment_version": job["segment_version"], "reason": job["reason"], "as_of": job["as_of"],
-        "status": job["status"], "phase": job["phase"], "total": total, "processed": processed,
+        "status": job["status"], "phase": job["phase"], "evaluated": job["evaluated"],
+        "total": total, "processed": processed,
         "progress": round(progress, 4), "finished": done, "entered": job["entered"], "exited": job["exited"],
         "customers_changed": job["customers_changed"], "error": job["error"], "created_at": job["created_at"],
         "started_at": job["started_at"], "finished_at": job["finished_at"],

@@ -218,6 +218,7 @@ class SegmentEngine:
         """pos.sales.v1: sales, voids, returns; then each customer concerned is re-evaluated."""
         now = self.clock.now()
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.share_rules(conn)
             new = await inbox.claim_many(conn, CONSUMER, (d.event.event_id for d in batch))
             events = [d.event for d in batch if d.event.event_id in new]
             for e in events:
@@ -267,6 +268,7 @@ class SegmentEngine:
         """crm.customers.v1: registrations and tier changes (the latest by occurred_at wins)."""
         now = self.clock.now()
         async with self.pool.acquire() as conn, conn.transaction():
+            await store.share_rules(conn)
             new = await inbox.claim_many(conn, CONSUMER, (d.event.event_id for d in batch))
             events = [d.event for d in batch if d.event.event_id in new]
             ids = {e.customer_id for e in events}
@@ -333,6 +335,7 @@ class SegmentEngine:
         return result
 
     async def _put(self, conn: asyncpg.Connection, d: SegmentDefinition, now: datetime) -> PutResult:
+        await store.own_rules(conn)
         existing = await store.get_segment(conn, d.segment_id, lock="update")
         if await store.segment_name_taken(conn, d.name, d.segment_id):
             raise Conflict(f"another segment is already named {d.name!r}")
@@ -374,6 +377,7 @@ class SegmentEngine:
         definitions = load_document_file(path)
 
         async def work(conn: asyncpg.Connection) -> list[PutResult]:
+            await store.own_rules(conn)
             if not await store.claim_state_flag(conn, "default_segments_loaded", {"file": path.name}):
                 return []
             if await store.segment_count(conn) > 0:
@@ -391,6 +395,7 @@ class SegmentEngine:
         """Remove a segment: every member exits (reason segment_deleted) and is told; the versions stay."""
         async def work(conn: asyncpg.Connection) -> int:
             now = self.clock.now()
+            await store.own_rules(conn)
             segment = await store.get_segment(conn, segment_id, lock="update")
             if segment is None:
                 raise NotFound(f"no segment {segment_id!r}")
@@ -436,12 +441,15 @@ class SegmentEngine:
         async def work(conn: asyncpg.Connection) -> MembershipView:
             now = self.clock.now()
             today = self.today(now)
+            await store.share_rules(conn)
             segment = await store.get_segment(conn, segment_id, lock="share")
             if segment is None:
                 raise NotFound(f"no segment {segment_id!r}")
             first_seen = await store.ensure_customers(conn, [customer_id]) if create else set()
             if not await store.lock_customers(conn, [customer_id]):
                 raise domain.NotAMember(f"{customer_id} is not a member of {segment_id}")
+            if first_seen:  # a customer never seen before: the rules have their say first, as for any customer
+                await self._reevaluate(conn, [customer_id], (), now)
             before = await store.load_membership(conn, segment_id, customer_id) or domain.blank(segment_id,
                                                                                                customer_id)
             after, transition = verb(before, today)

@@ -2,18 +2,23 @@
 
 A job runs in two phases:
 
-1. **evaluating**: one SQL statement (``sqlgen.evaluation_query``) evaluates the job's rules for every
-   customer over the facts tables and keeps, per customer, the explanation of each matching rule and the
-   customer's ``facts_version`` (a session temp table: the snapshot);
-2. **applying**: customers are taken in id order, ``chunk_size`` at a time, each chunk in one transaction
-   with the customers' rows locked: customers whose facts changed since the snapshot (events that arrived
-   meanwhile) are re-evaluated on the per-customer path, then the snapshot is diffed with the memberships,
-   set-based (``store.apply_chunk``), and every customer whose segment list changed is announced through
-   the outbox. Progress (processed / total) is written with each chunk.
+1. **evaluating**: one SQL statement evaluates the job's rules for every customer over the facts tables
+   (``sqlgen.evaluation_query``) and keeps only what differs from the stored matches (``store.create_job_diff``):
+   the customers who enter, leave, or whose explanation changed, each with its ``facts_version`` in that
+   snapshot. One pass over the facts, one hash join with the memberships; nothing per customer in Python.
+2. **applying**: the changed customers are taken in id order, ``chunk_size`` at a time, each chunk in one
+   transaction with their rows locked; the diff is applied set-based (``store.apply_chunk``) and every
+   customer whose segment list changed is announced through the outbox. Progress (processed / total) is
+   written with each chunk.
 
-Only one job runs at a time across replicas (an advisory lock); a job left 'running' by a runner that
-died is started over (applying a snapshot is idempotent). A backfill whose segment changed or was
-deleted under it stops as 'superseded' (the newer version has its own backfill).
+Consistency with the event path: changing a rule takes the rules lock exclusively, reading rules takes it
+shared, so every event transaction either committed before the rule changed (its facts are in the job's
+snapshot) or evaluated with the new rule. A customer whose ``facts_version`` moved since the snapshot was
+re-evaluated by such a transaction; the job leaves it alone rather than apply an older answer.
+
+Only one job runs at a time across replicas (an advisory lock); a job left 'running' by a runner that died
+is started over (applying a diff is idempotent). A backfill whose segment changed or was deleted under it
+stops as 'superseded' (the newer version has its own backfill).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from dataclasses import dataclass
 
 import asyncpg
@@ -36,6 +42,7 @@ from shared.errors import is_transient
 
 log = structlog.get_logger(__name__)
 
+WORK_MEM = re.compile(r"^[0-9]{1,6}(kB|MB|GB)$")
 RUNNER_LOCK = int.from_bytes(hashlib.sha256(b"segment_engine:jobs").digest()[:8], "big", signed=True)
 
 JOB_SECONDS = Histogram("segment_engine_job_seconds", "Duration of set-based evaluation jobs", ["kind"],
@@ -51,10 +58,12 @@ class _Target:
 
 
 class JobRunner:
-    def __init__(self, engine: SegmentEngine, *, chunk_size: int = 5000, poll_s: float = 2.0) -> None:
+    def __init__(self, engine: SegmentEngine, *, chunk_size: int = 5000, poll_s: float = 2.0,
+                 work_mem: str | None = "256MB") -> None:
         self.engine = engine
         self.chunk_size = chunk_size
         self.poll_s = poll_s
+        self.work_mem = work_mem if work_mem and WORK_MEM.match(work_mem) else None
 
     async def run_forever(self) -> None:
         while True:
@@ -102,7 +111,7 @@ class JobRunner:
                 return ran
             finally:
                 with contextlib.suppress(Exception):
-                    await store.drop_snapshot(conn)
+                    await store.drop_job_diff(conn)
                     await conn.execute("SELECT pg_advisory_unlock($1)", RUNNER_LOCK)
 
     async def _run(self, conn: asyncpg.Connection, job: asyncpg.Record) -> None:
@@ -140,40 +149,42 @@ class JobRunner:
             entered, left = Reason.RULE_MATCHED.value, Reason.RULE_STOPPED_MATCHING.value
         else:
             entered = left = job["reason"]
+        expected = {t.segment_id: t.version for t in targets}
+        names = {t.segment_id: t.name for t in targets}
 
-        total = await store.create_snapshot(conn, evaluation_query([t.compiled for t in targets], today))
-        await store.job_progress(conn, job_id, phase="applying", total=total)
+        if self.work_mem:
+            await conn.execute(f"SET work_mem = '{self.work_mem}'")
+        try:
+            evaluated, total = await store.create_job_diff(
+                conn, evaluation_query([t.compiled for t in targets], today), [t.segment_id for t in targets])
+        finally:
+            if self.work_mem:
+                await conn.execute("RESET work_mem")
+        await store.job_progress(conn, job_id, phase="applying", total=total, evaluated=evaluated)
         after: str | None = None
         while True:
             async with conn.transaction():
-                versions = await store.lock_segments(conn, [t.segment_id for t in targets])
-                active = [(t, i + 1) for i, t in enumerate(targets) if versions.get(t.segment_id) == t.version]
+                await store.share_rules(conn)
+                current = await store.segment_versions_now(conn, list(expected))
+                active = [s for s, v in expected.items() if current.get(s) == v]
                 if job["kind"] == "backfill" and not active:
                     return "superseded"
-                chunk = await store.lock_chunk(conn, after, self.chunk_size)
+                chunk = await store.next_diff_customers(conn, after, self.chunk_size)
                 if not chunk:
                     break
-                stale = [r["customer_id"] for r in chunk if r["stale"]]
-                if stale:
-                    facts = await store.load_facts(conn, stale)
-                    await store.refresh_snapshot(conn, [
-                        (cid, f.facts_version, [t.compiled.evaluate(f, today) for t in targets])
-                        for cid, f in facts.items()
-                    ])
+                versions = await store.lock_unchanged_customers(conn, chunk)
                 result = await store.apply_chunk(
-                    conn, first=chunk[0]["customer_id"], last=chunk[-1]["customer_id"],
-                    segments=[(t.segment_id, i) for t, i in active],
-                    versions={t.segment_id: t.version for t, _ in active},
-                    names={t.segment_id: t.name for t, _ in active}, today=today, now=engine.clock.now(),
-                    entered_reason=entered, left_reason=left,
+                    conn, customer_ids=list(versions), segment_ids=active, versions=expected, names=names,
+                    today=today, now=engine.clock.now(), entered_reason=entered, left_reason=left,
                 )
-                await store.announce(conn, result.changed_customers, engine.clock.now())
+                await store.enqueue_lists(conn, {c: versions[c] for c in result.changed_customers},
+                                          engine.clock.now())
                 await store.job_progress(conn, job_id, phase="applying", processed=len(chunk),
                                          entered=result.entered, exited=result.exited,
                                          changed=len(result.changed_customers))
             count_bulk(result.entered, entered, result.exited, left)
             if result.changed_customers:
                 engine.wake_relay()
-            after = chunk[-1]["customer_id"]
-        await store.drop_snapshot(conn)
+            after = chunk[-1]
+        await store.drop_job_diff(conn)
         return "done"

@@ -366,45 +366,63 @@ async def history_page(conn: asyncpg.Connection, customer_id: str, *, before: in
 
 # --- outbound --------------------------------------------------------------------------------------------
 
-_ANNOUNCE = """
-WITH bumped AS (
-    UPDATE customers SET segments_version = segments_version + 1
-    WHERE customer_id = ANY($1::text[]) RETURNING customer_id, segments_version
+_ENQUEUE_LISTS = """
+WITH lists AS (
+    SELECT m.customer_id, json_agg(json_build_object(
+        'segment_id', m.segment_id, 'name', s.name, 'date_assigned', m.member_since,
+        'assigned_by', CASE WHEN m.manual THEN 'manual' ELSE 'automatic' END,
+        'notes', CASE WHEN m.manual THEN m.manual_notes ELSE m.match_notes END
+    ) ORDER BY s.name, s.segment_id) AS segments
+    FROM memberships m JOIN segments s ON s.segment_id = m.segment_id
+    WHERE m.customer_id = ANY($1::text[]) AND (m.manual OR (m.rule_match AND NOT m.excluded))
+    GROUP BY m.customer_id
 ), ev AS (
-    SELECT customer_id, segments_version, gen_random_uuid() AS event_id FROM bumped
+    SELECT v.customer_id, v.version, gen_random_uuid() AS event_id, l.segments
+    FROM unnest($1::text[], $2::bigint[]) AS v(customer_id, version)
+    LEFT JOIN lists l ON l.customer_id = v.customer_id
 )
 INSERT INTO outbox (topic, key, event_id, event_type, payload)
-SELECT $2::text, ev.customer_id, ev.event_id, 'customer.segments_changed', convert_to(json_build_object(
+SELECT $3::text, ev.customer_id, ev.event_id, 'customer.segments_changed', convert_to(json_build_object(
     'event_id', ev.event_id, 'event_type', 'customer.segments_changed', 'schema_version', 1,
-    'occurred_at', $3::timestamptz, 'version', ev.segments_version, 'customer_id', ev.customer_id,
-    'segments', COALESCE((
-        SELECT json_agg(json_build_object(
-            'segment_id', m.segment_id, 'name', s.name, 'date_assigned', m.member_since,
-            'assigned_by', CASE WHEN m.manual THEN 'manual' ELSE 'automatic' END,
-            'notes', CASE WHEN m.manual THEN m.manual_notes ELSE m.match_notes END
-        ) ORDER BY s.name, s.segment_id)
-        FROM memberships m JOIN segments s ON s.segment_id = m.segment_id
-        WHERE m.customer_id = ev.customer_id AND (m.manual OR (m.rule_match AND NOT m.excluded))
-    ), '[]'::json)
+    'occurred_at', $4::timestamptz, 'version', ev.version, 'customer_id', ev.customer_id,
+    'segments', COALESCE(ev.segments, '[]'::json)
 )::text, 'UTF8')
 FROM ev ORDER BY ev.customer_id
 """
 
 
+async def bump_versions(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, int]:
+    """The next segments version of each customer (the caller holds their row locks)."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "UPDATE customers SET segments_version = segments_version + 1 WHERE customer_id = ANY($1::text[])"
+        " RETURNING customer_id, segments_version", ids,
+    )
+    return {r["customer_id"]: r["segments_version"] for r in rows}
+
+
+async def enqueue_lists(conn: asyncpg.Connection, versions: dict[str, int], now: datetime) -> int:
+    """One CustomerSegmentsChanged per customer, carrying its complete current list and the given version,
+    into the outbox: one statement for any number of customers (ids ascending, so outbox order is stable)."""
+    if not versions:
+        return 0
+    ids = sorted(versions)
+    result = await conn.execute(_ENQUEUE_LISTS, ids, [versions[i] for i in ids], topics.SEGMENT_MEMBERSHIPS, now)
+    return int(result.split()[-1])
+
+
 async def announce(conn: asyncpg.Connection, customer_ids: Iterable[str], now: datetime) -> int:
     """Emit one CustomerSegmentsChanged per customer (the complete current list, the next version) through
     the outbox, set-based. The caller holds the customers' row locks, so per-customer order holds."""
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return 0
-    result = await conn.execute(_ANNOUNCE, ids, topics.SEGMENT_MEMBERSHIPS, now)
-    return int(result.split()[-1])
+    return await enqueue_lists(conn, await bump_versions(conn, customer_ids), now)
 
 
 # --- evaluation jobs -------------------------------------------------------------------------------------
 
-JOB_COLUMNS = ("job_id, kind, segment_id, segment_version, reason, as_of, status, phase, total, processed, entered,"
-               " exited, customers_changed, error, created_at, started_at, finished_at")
+JOB_COLUMNS = ("job_id, kind, segment_id, segment_version, reason, as_of, status, phase, evaluated, total, processed,"
+               " entered, exited, customers_changed, error, created_at, started_at, finished_at")
 
 
 async def create_job(conn: asyncpg.Connection, *, kind: str, reason: str, segment_id: str | None = None,
@@ -458,19 +476,21 @@ async def claim_job(conn: asyncpg.Connection) -> asyncpg.Record | None:
     """The oldest open job (a 'running' one was orphaned by a runner that died: it starts over)."""
     return await conn.fetchrow(
         "UPDATE evaluation_jobs SET status = 'running', phase = 'evaluating', started_at = now(), processed = 0,"
-        " entered = 0, exited = 0, customers_changed = 0 WHERE job_id = (SELECT job_id FROM evaluation_jobs"
-        " WHERE status IN ('pending', 'running') ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " total = 0, evaluated = 0, entered = 0, exited = 0, customers_changed = 0"
+        " WHERE job_id = (SELECT job_id FROM evaluation_jobs WHERE status IN ('pending', 'running')"
+        " ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {JOB_COLUMNS}"
     )
 
 
 async def job_progress(conn: asyncpg.Connection, job_id: int, *, phase: str, total: int | None = None,
-                       processed: int = 0, entered: int = 0, exited: int = 0, changed: int = 0) -> None:
+                       evaluated: int | None = None, processed: int = 0, entered: int = 0, exited: int = 0,
+                       changed: int = 0) -> None:
     await conn.execute(
         "UPDATE evaluation_jobs SET phase = $2, total = COALESCE($3, total), processed = processed + $4,"
-        " entered = entered + $5, exited = exited + $6, customers_changed = customers_changed + $7"
-        " WHERE job_id = $1",
-        job_id, phase, total, processed, entered, exited, changed,
+        " entered = entered + $5, exited = exited + $6, customers_changed = customers_changed + $7,"
+        " evaluated = COALESCE($8, evaluated) WHERE job_id = $1",
+        job_id, phase, total, processed, entered, exited, changed, evaluated,
     )
 
 
@@ -485,47 +505,79 @@ async def run_query(conn: asyncpg.Connection, query: Query) -> list[asyncpg.Reco
     return await conn.fetch(query.sql, *query.args)
 
 
-# --- set-based evaluation: a snapshot of the rules' results, applied chunk by chunk -----------------------
+# --- set-based evaluation: the diff of the rules' results with the memberships, applied chunk by chunk ----
+
+RULES_LOCK = 0x5E6_0001  # advisory: shared while rules are read and applied, exclusive while they change
 
 
-async def create_snapshot(conn: asyncpg.Connection, query: Query) -> int:
-    """Evaluate the job's rules for every customer in one statement into the session's ``job_snapshot``."""
-    await conn.execute("DROP TABLE IF EXISTS pg_temp.job_snapshot")
+async def share_rules(conn: asyncpg.Connection) -> None:
+    """Rules cannot change until the caller's transaction ends (segment changes wait for it)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", RULES_LOCK)
+
+
+async def own_rules(conn: asyncpg.Connection) -> None:
+    """Change rules: wait for every transaction reading them, and hold off new ones until commit."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", RULES_LOCK)
+
+
+async def create_job_diff(conn: asyncpg.Connection, query: Query, segment_ids: Sequence[str]) -> tuple[int, int]:
+    """Evaluate the rules (``query``: one notes element per segment of ``segment_ids``) for every customer and
+    keep, in the session's ``job_diff``, only what differs from the stored matches: one statement, one snapshot.
+    Each row carries the customer's ``facts_version`` in that snapshot. Returns (customers evaluated, rows)."""
+    await conn.execute("DROP TABLE IF EXISTS pg_temp.job_diff")
     await conn.execute(
-        "CREATE TEMP TABLE job_snapshot (customer_id text PRIMARY KEY, facts_version bigint NOT NULL,"
-        " notes text[] NOT NULL)"
+        "CREATE TEMP TABLE job_diff (customer_id text NOT NULL, segment_id text NOT NULL, new_notes text,"
+        " facts_version bigint NOT NULL)"
     )
-    result = await conn.execute(
-        "INSERT INTO job_snapshot (customer_id, facts_version, notes) SELECT * FROM (" + query.sql + ") q",
-        *query.args,
+    n = len(query.args)
+    segs, idx = f"${n + 1}::text[]", f"${n + 2}::int[]"
+    await conn.execute(
+        "INSERT INTO job_diff (customer_id, segment_id, new_notes, facts_version)"
+        f" WITH e AS ({query.sql}),"
+        f" d AS (SELECT e.customer_id, e.facts_version, g.segment_id, e.notes[g.idx] AS notes"
+        f"       FROM e CROSS JOIN unnest({segs}, {idx}) AS g(segment_id, idx) WHERE e.notes[g.idx] IS NOT NULL),"
+        f" m AS (SELECT segment_id, customer_id, match_notes FROM memberships"
+        f"       WHERE rule_match AND segment_id = ANY({segs}))"
+        " SELECT COALESCE(d.customer_id, m.customer_id), COALESCE(d.segment_id, m.segment_id), d.notes,"
+        "  COALESCE(d.facts_version, c.facts_version)"
+        " FROM d FULL JOIN m ON m.segment_id = d.segment_id AND m.customer_id = d.customer_id"
+        " LEFT JOIN customers c ON d.customer_id IS NULL AND c.customer_id = m.customer_id"
+        " WHERE d.notes IS DISTINCT FROM m.match_notes",
+        *query.args, list(segment_ids), list(range(1, len(segment_ids) + 1)),
     )
-    await conn.execute("ANALYZE pg_temp.job_snapshot")
-    return int(result.split()[-1])
+    await conn.execute("CREATE INDEX ON pg_temp.job_diff (customer_id)")
+    await conn.execute("ANALYZE pg_temp.job_diff")
+    evaluated = await conn.fetchval("SELECT count(*) FROM customers")
+    rows = await conn.fetchval("SELECT count(DISTINCT customer_id) FROM job_diff")
+    return int(evaluated), int(rows)
 
 
-async def drop_snapshot(conn: asyncpg.Connection) -> None:
-    await conn.execute("DROP TABLE IF EXISTS pg_temp.job_snapshot")
+async def drop_job_diff(conn: asyncpg.Connection) -> None:
+    await conn.execute("DROP TABLE IF EXISTS pg_temp.job_diff")
 
 
-async def lock_chunk(conn: asyncpg.Connection, after: str | None, size: int) -> list[asyncpg.Record]:
-    """The next ``size`` customers after ``after``, locked, with whether the snapshot is stale for them."""
-    return await conn.fetch(
-        "SELECT c.customer_id, (s.customer_id IS NULL OR s.facts_version <> c.facts_version) AS stale"
-        " FROM customers c LEFT JOIN job_snapshot s ON s.customer_id = c.customer_id"
-        " WHERE ($1::text IS NULL OR c.customer_id > $1) ORDER BY c.customer_id LIMIT $2 FOR UPDATE OF c",
-        after, size,
+async def next_diff_customers(conn: asyncpg.Connection, after: str | None, size: int) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT customer_id FROM job_diff WHERE ($1::text IS NULL OR customer_id > $1)"
+        " ORDER BY customer_id LIMIT $2", after, size,
     )
+    return [r["customer_id"] for r in rows]
 
 
-async def refresh_snapshot(conn: asyncpg.Connection, rows: Sequence[tuple[str, int, list[str | None]]]) -> None:
-    """Replace the snapshot of customers whose facts changed since it was taken (evaluated one by one)."""
-    if not rows:
-        return
-    await conn.executemany(
-        "INSERT INTO job_snapshot (customer_id, facts_version, notes) VALUES ($1, $2, $3::text[])"
-        " ON CONFLICT (customer_id) DO UPDATE SET facts_version = EXCLUDED.facts_version, notes = EXCLUDED.notes",
-        rows,
+async def lock_unchanged_customers(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> dict[str, int]:
+    """Lock the customers (id order) whose facts did not change since the diff was taken, and bump their
+    segments version; returns it per customer. The others were re-evaluated by the event path, under the
+    current rules: theirs is the newer answer, and they are left alone."""
+    rows = await conn.fetch(
+        "WITH j AS (SELECT customer_id, max(facts_version) AS facts_version FROM job_diff"
+        "   WHERE customer_id = ANY($1::text[]) GROUP BY customer_id),"
+        " locked AS (SELECT c.customer_id FROM customers c JOIN j ON j.customer_id = c.customer_id"
+        "   AND c.facts_version = j.facts_version ORDER BY c.customer_id FOR UPDATE OF c)"
+        " UPDATE customers c SET segments_version = c.segments_version + 1 FROM locked l"
+        " WHERE c.customer_id = l.customer_id RETURNING c.customer_id, c.segments_version",
+        list(customer_ids),
     )
+    return {r["customer_id"]: r["segments_version"] for r in rows}
 
 
 @dataclass(frozen=True)
@@ -535,11 +587,11 @@ class ChunkResult:
     changed_customers: list[str]
 
 
-async def apply_chunk(conn: asyncpg.Connection, *, first: str, last: str, segments: Sequence[tuple[str, int]],
+async def apply_chunk(conn: asyncpg.Connection, *, customer_ids: Sequence[str], segment_ids: Sequence[str],
                       versions: dict[str, int], names: dict[str, str], today: date, now: datetime,
                       entered_reason: str, left_reason: str) -> ChunkResult:
-    """Apply the snapshot to the memberships of customers ``first``..``last`` for ``segments`` (segment id and
-    its position in the snapshot's notes), with exactly the meaning of ``domain.evaluate``:
+    """Apply the job's diff to the memberships of ``customer_ids`` (locked) for ``segment_ids``, with exactly
+    the meaning of ``domain.evaluate``:
 
     - the rule's match and explanation are stored for every pair;
     - a pair that starts matching and is neither manual nor excluded enters (member since ``today``);
@@ -547,30 +599,25 @@ async def apply_chunk(conn: asyncpg.Connection, *, first: str, last: str, segmen
     - a customer whose visible list changed (entry, exit, new explanation of an automatic membership) is
       returned for announcing.
     """
-    seg_ids = [s for s, _ in segments]
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS chunk_diff (segment_id text, customer_id text, new_match boolean,"
         " new_notes text, old_match boolean, manual boolean, excluded boolean) ON COMMIT DELETE ROWS"
     )
     await conn.execute(
         "INSERT INTO chunk_diff"
-        " SELECT COALESCE(d.segment_id, m.segment_id), COALESCE(d.customer_id, m.customer_id),"
-        "  d.notes IS NOT NULL, COALESCE(d.notes, ''), COALESCE(m.rule_match, false), COALESCE(m.manual, false),"
-        "  COALESCE(m.excluded, false)"
-        " FROM (SELECT s.customer_id, g.segment_id, s.notes[g.idx] AS notes"
-        "       FROM job_snapshot s CROSS JOIN unnest($3::text[], $4::int[]) AS g(segment_id, idx)"
-        "       WHERE s.customer_id >= $1 AND s.customer_id <= $2 AND s.notes[g.idx] IS NOT NULL) d"
-        " FULL JOIN (SELECT * FROM memberships WHERE segment_id = ANY($3::text[])"
-        "       AND customer_id >= $1 AND customer_id <= $2) m"
-        "   ON m.segment_id = d.segment_id AND m.customer_id = d.customer_id"
-        " WHERE (d.notes IS NOT NULL) <> COALESCE(m.rule_match, false)"
-        "    OR (d.notes IS NOT NULL AND d.notes <> m.match_notes)",
-        first, last, seg_ids, [i for _, i in segments],
+        " SELECT j.segment_id, j.customer_id, j.new_notes IS NOT NULL, COALESCE(j.new_notes, ''),"
+        "  COALESCE(m.rule_match, false), COALESCE(m.manual, false), COALESCE(m.excluded, false)"
+        " FROM job_diff j LEFT JOIN memberships m ON m.segment_id = j.segment_id AND m.customer_id = j.customer_id"
+        " WHERE j.customer_id = ANY($1::text[]) AND j.segment_id = ANY($2::text[])"
+        "  AND ((j.new_notes IS NOT NULL) <> COALESCE(m.rule_match, false)"
+        "       OR (j.new_notes IS NOT NULL AND j.new_notes <> m.match_notes))",
+        list(customer_ids), list(segment_ids),
     )
     # Matches (new, or with a new explanation): a pair that was no member and is not excluded starts today.
     await conn.execute(
         "INSERT INTO memberships (segment_id, customer_id, rule_match, match_notes, member_since, updated_at)"
         " SELECT segment_id, customer_id, true, new_notes, $1::date, now() FROM chunk_diff WHERE new_match"
+        " ORDER BY segment_id, customer_id"
         " ON CONFLICT (segment_id, customer_id) DO UPDATE SET rule_match = true, match_notes = EXCLUDED.match_notes,"
         " member_since = CASE WHEN memberships.manual OR memberships.rule_match THEN memberships.member_since"
         "   WHEN memberships.excluded THEN NULL ELSE EXCLUDED.member_since END, updated_at = now()",
@@ -599,13 +646,19 @@ async def apply_chunk(conn: asyncpg.Connection, *, first: str, last: str, segmen
         " ORDER BY d.customer_id, d.segment_id RETURNING action)"
         " SELECT count(*) FILTER (WHERE action = 'entered') AS entered,"
         "  count(*) FILTER (WHERE action = 'exited') AS exited FROM h",
-        seg_ids, [names[s] for s in seg_ids], [versions[s] for s in seg_ids], entered_reason, left_reason,
-        today, now,
+        list(segment_ids), [names[s] for s in segment_ids], [versions[s] for s in segment_ids], entered_reason,
+        left_reason, today, now,
     )
     changed = await conn.fetch(
         "SELECT DISTINCT customer_id FROM chunk_diff WHERE NOT manual AND NOT excluded ORDER BY customer_id"
     )
     return ChunkResult(counts["entered"], counts["exited"], [r["customer_id"] for r in changed])
+
+
+async def segment_versions_now(conn: asyncpg.Connection, segment_ids: Sequence[str]) -> dict[str, int]:
+    rows = await conn.fetch("SELECT segment_id, version FROM segments WHERE segment_id = ANY($1::text[])",
+                            list(segment_ids))
+    return {r["segment_id"]: r["version"] for r in rows}
 
 
 async def total_customers(conn: asyncpg.Connection) -> int:

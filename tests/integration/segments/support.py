@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.segment_engine.app import create_app
 from services.segment_engine.clock import FixedClock
@@ -170,14 +171,38 @@ class Engine:
 
 @asynccontextmanager
 async def engine(stack: Stack, prefix: str, isolation: str, *, defaults: bool = True, now: datetime = NOW,
-                 **overrides: Any) -> AsyncIterator[Engine]:
+                 keep_schema: bool = False, **overrides: Any) -> AsyncIterator[Engine]:
+    """The service in-process; its schema is dropped afterwards unless ``keep_schema`` (for a restart)."""
     schema = f"segment_engine_{isolation}"
     settings = Settings(db_schema=schema, consumer_group=f"segment-engine-{isolation}", sweep_on_start=False,
                         sweep_interval_s=3600, job_poll_s=0.2, load_default_segments=defaults, **overrides)
     clock = FixedClock(now)
     app = create_app(settings, clock=clock)
-    async with running(app) as http:
-        yield Engine(stack, prefix, schema, clock, http, app)
+    try:
+        async with running(app) as http:
+            yield Engine(stack, prefix, schema, clock, http, app)
+    finally:
+        if not keep_schema:
+            conn = await asyncpg.connect(stack.database_url)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+            await drop_topics(stack.kafka, prefix)
+
+
+async def drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete the test's own topics: a broker that keeps every test's partitions forever runs out of heap."""
+    if not prefix:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 def money(value: str) -> Decimal:

@@ -106,7 +106,7 @@ segments:
     name: VIP
     rule: {loyalty_tier: {in: [Platinum]}}
 """
-    async with engine(stack, topics, isolation) as e:
+    async with engine(stack, topics, isolation, keep_schema=True) as e:
         listed = await e.get("/v1/segments")
         assert [s["segment_id"] for s in listed["items"]] == ["at-risk", "frequent-buyer", "high-value",
                                                               "new-customer", "vip"]

@@ -129,7 +129,7 @@ async def test_rule_change_is_previewed_then_backfilled_and_versioned(stack: Sta
         assert (put["outcome"], put["version"], put["backfill"]["segment_version"]) == ("updated", 2, 2)
         done = await e.run_job(put["backfill"])
         assert (done["entered"], done["exited"], done["progress"]) == (1, 0, 1.0)
-        assert done["total"] == 3
+        assert (done["evaluated"], done["total"], done["processed"]) == (3, 2, 2)  # C-five's notes changed too
         history = await e.history("C-three")
         assert [(h["action"], h["reason"], h["segment_version"]) for h in history] == [
             ("entered", "rule_changed", 2)]
