@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 
 from services.giftcard_ledger import cardnumbers, store
-from services.giftcard_ledger.cardnumbers import CardNumberHasher
+from services.giftcard_ledger.cardnumbers import CardNumberHasher, normalize
 from services.giftcard_ledger.clock import Clock
 from services.giftcard_ledger.domain import (
     AdjustReason,
@@ -102,7 +102,7 @@ class GiftCardLedger:
                     events.append(d.event)
             if not events:
                 return
-            candidates = {e.card_number: self._hasher.candidates(e.card_number) for e in events}
+            candidates = {normalize(e.card_number): self._hasher.candidates(e.card_number) for e in events}
             found = await store.find_by_hmacs(conn, [h for c in candidates.values() for _, h in c])
             card_of_number: dict[str, str] = {}
             stale: list[tuple[str, str]] = []
@@ -116,8 +116,8 @@ class GiftCardLedger:
             for card_id, number in stale:  # found under a previous key: move it to the current one
                 await store.rekey(conn, card_id, self._hasher.digest(number), self._hasher.current_version)
             totals = await store.invoice_totals(conn, (
-                (card_of_number[e.card_number], e.original_invoice_number)
-                for e in events if isinstance(e, GiftCardRefunded) and e.card_number in card_of_number
+                (card_of_number[normalize(e.card_number)], e.original_invoice_number)
+                for e in events if isinstance(e, GiftCardRefunded) and normalize(e.card_number) in card_of_number
             ))
             for event in events:
                 await self._apply_pos_event(conn, event, now, card_of_number, totals, changes)
@@ -129,22 +129,23 @@ class GiftCardLedger:
                                changes: _Changes) -> None:
         ctx = Context(at=min(event.occurred_at, now), actor=f"pos:{event.store_id}", source=f"event:{event.event_id}",
                       store_id=event.store_id, invoice_number=event.invoice_number)
-        card_id = card_of_number.get(event.card_number)
+        number = normalize(event.card_number)
+        card_id = card_of_number.get(number)
         card = changes.cards.get(card_id) if card_id else None
         try:
             if isinstance(event, GiftCardActivated):
                 if card is not None:
                     raise Rejected(Reason.CARD_ALREADY_ACTIVE, "a card with this number is already active")
-                card, entry = GiftCard.issue(
-                    card_id=cardnumbers.new_card_id(), last4=cardnumbers.last4(event.card_number),
+                new, entry = GiftCard.issue(
+                    card_id=cardnumbers.new_card_id(), last4=cardnumbers.last4(number),
                     customer_id=event.customer_id, amount=event.amount, currency=event.currency,
                     expires_on=event.expires_on, ctx=ctx, policy=self.policy, at_pos=True,
                 )
-                if not await store.insert_card(conn, card, self._hasher.digest(event.card_number),
-                                               self._hasher.current_version, "pos"):
+                if not await store.insert_card(conn, new, self._hasher.digest(number), self._hasher.current_version,
+                                               "pos"):  # issued meanwhile through the API
                     raise Rejected(Reason.CARD_ALREADY_ACTIVE, "a card with this number is already active")
-                changes.cards[card.card_id] = card
-                card_of_number[event.card_number] = card.card_id
+                card = changes.cards[new.card_id] = new
+                card_of_number[number] = new.card_id
             elif card is None:
                 raise Rejected(Reason.UNKNOWN_CARD, "no gift card with this number")
             elif isinstance(event, GiftCardReloaded):
