@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import date
 
 import asyncpg
 import structlog
@@ -47,6 +48,10 @@ RUNNER_LOCK = int.from_bytes(hashlib.sha256(b"segment_engine:jobs").digest()[:8]
 
 JOB_SECONDS = Histogram("segment_engine_job_seconds", "Duration of set-based evaluation jobs", ["kind"],
                         buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+
+
+class _Superseded(Exception):
+    """The backfill's segment changed or was deleted: its newer version has its own backfill."""
 
 
 @dataclass(frozen=True)
@@ -163,28 +168,47 @@ class JobRunner:
         await store.job_progress(conn, job_id, phase="applying", total=total, evaluated=evaluated)
         after: str | None = None
         while True:
-            async with conn.transaction():
-                await store.share_rules(conn)
-                current = await store.segment_versions_now(conn, list(expected))
-                active = [s for s, v in expected.items() if current.get(s) == v]
-                if job["kind"] == "backfill" and not active:
-                    return "superseded"
-                chunk = await store.next_diff_customers(conn, after, self.chunk_size)
-                if not chunk:
+            for attempt in range(1, 6):
+                try:
+                    last = await self._apply_chunk(conn, job, after, expected, names, today, entered, left)
                     break
-                versions = await store.lock_unchanged_customers(conn, chunk)
-                result = await store.apply_chunk(
-                    conn, customer_ids=list(versions), segment_ids=active, versions=expected, names=names,
-                    today=today, now=engine.clock.now(), entered_reason=entered, left_reason=left,
-                )
-                await store.enqueue_lists(conn, {c: versions[c] for c in result.changed_customers},
-                                          engine.clock.now())
-                await store.job_progress(conn, job_id, phase="applying", processed=len(chunk),
-                                         entered=result.entered, exited=result.exited,
-                                         changed=len(result.changed_customers))
-            count_bulk(result.entered, entered, result.exited, left)
-            if result.changed_customers:
-                engine.wake_relay()
-            after = chunk[-1]
+                except _Superseded:
+                    return "superseded"
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    if attempt == 5:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+            if last is None:
+                break
+            after = last
         await store.drop_job_diff(conn)
         return "done"
+
+    async def _apply_chunk(self, conn: asyncpg.Connection, job: asyncpg.Record, after: str | None,
+                           expected: dict[str, int], names: dict[str, str], today: date, entered: str,
+                           left: str) -> str | None:
+        """Apply the next chunk of the diff in one transaction. Returns the last customer id of the chunk, or
+        None when the diff is exhausted; raises ``_Superseded`` when the backfill's rule changed meanwhile."""
+        engine = self.engine
+        async with conn.transaction():
+            await store.share_rules(conn)
+            current = await store.segment_versions_now(conn, list(expected))
+            active = [s for s, v in expected.items() if current.get(s) == v]
+            if job["kind"] == "backfill" and not active:
+                raise _Superseded
+            chunk = await store.next_diff_customers(conn, after, self.chunk_size)
+            if not chunk:
+                return None
+            versions = await store.lock_unchanged_customers(conn, chunk)
+            result = await store.apply_chunk(
+                conn, customer_ids=list(versions), segment_ids=active, versions=expected, names=names,
+                today=today, now=engine.clock.now(), entered_reason=entered, left_reason=left,
+            )
+            await store.enqueue_lists(conn, {c: versions[c] for c in result.changed_customers}, engine.clock.now())
+            await store.job_progress(conn, job["job_id"], phase="applying", processed=len(chunk),
+                                     entered=result.entered, exited=result.exited,
+                                     changed=len(result.changed_customers))
+        count_bulk(result.entered, entered, result.exited, left)
+        if result.changed_customers:
+            engine.wake_relay()
+        return chunk[-1]

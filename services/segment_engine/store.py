@@ -565,16 +565,16 @@ async def next_diff_customers(conn: asyncpg.Connection, after: str | None, size:
 
 
 async def lock_unchanged_customers(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> dict[str, int]:
-    """Lock the customers (id order) whose facts did not change since the diff was taken, and bump their
-    segments version; returns it per customer. The others were re-evaluated by the event path, under the
-    current rules: theirs is the newer answer, and they are left alone."""
+    """Lock the customers whose facts did not change since the diff was taken, and bump their segments
+    version; returns it per customer. The others were re-evaluated by the event path, under the current
+    rules: theirs is the newer answer, and they are left alone. (Row locks are taken in the join's order,
+    not by id: a rare deadlock with the event path is retried by the caller.)"""
     rows = await conn.fetch(
-        "WITH j AS (SELECT customer_id, max(facts_version) AS facts_version FROM job_diff"
-        "   WHERE customer_id = ANY($1::text[]) GROUP BY customer_id),"
-        " locked AS (SELECT c.customer_id FROM customers c JOIN j ON j.customer_id = c.customer_id"
-        "   AND c.facts_version = j.facts_version ORDER BY c.customer_id FOR UPDATE OF c)"
-        " UPDATE customers c SET segments_version = c.segments_version + 1 FROM locked l"
-        " WHERE c.customer_id = l.customer_id RETURNING c.customer_id, c.segments_version",
+        "UPDATE customers c SET segments_version = c.segments_version + 1"
+        " FROM (SELECT customer_id, max(facts_version) AS facts_version FROM job_diff"
+        "   WHERE customer_id = ANY($1::text[]) GROUP BY customer_id) j"
+        " WHERE c.customer_id = j.customer_id AND c.facts_version = j.facts_version"
+        " RETURNING c.customer_id, c.segments_version",
         list(customer_ids),
     )
     return {r["customer_id"]: r["segments_version"] for r in rows}
