@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.segment_engine.app import create_app
@@ -164,6 +166,28 @@ class Engine:
         events = [e for e in await self.announced(at_least) if e.customer_id == customer_id]
         assert events, f"nothing announced for {customer_id}"
         return max(events, key=lambda e: e.version)
+
+    async def all_announcements(self) -> list[CustomerSegmentsChanged]:
+        """Every announcement, once the outbox is empty: read until the topic stays quiet for a second."""
+        async def drained() -> bool:
+            return (await self.db("SELECT count(*) AS n FROM outbox"))[0]["n"] == 0
+
+        await eventually(drained, timeout_s=30, what="outbox drained")
+        consumer = AIOKafkaConsumer(self.prefix + t.SEGMENT_MEMBERSHIPS, bootstrap_servers=self.stack.kafka,
+                                    group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        records = []
+        try:
+            quiet_since = asyncio.get_running_loop().time()
+            while asyncio.get_running_loop().time() - quiet_since < 1.0:
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+                if any(batch.values()):
+                    quiet_since = asyncio.get_running_loop().time()
+        finally:
+            await consumer.stop()
+        return [decode(t.SEGMENT_MEMBERSHIPS, r.value) for r in records]
 
     async def history(self, customer_id: str) -> list[dict[str, Any]]:
         return (await self.get(f"/v1/customers/{customer_id}/segments/history"))["items"]

@@ -150,6 +150,36 @@ async def test_rule_change_is_previewed_then_backfilled_and_versioned(stack: Sta
         assert bad["errors"][0]["field"] == "rule.all[0].total_spend.min"
 
 
+async def test_a_backfill_racing_with_events_ends_where_a_full_recompute_does(stack: Stack, topics: str,
+                                                                               isolation: str) -> None:
+    async with engine(stack, topics, isolation, backfill_chunk_size=3) as e:
+        customers = [f"C-race-{i:02d}" for i in range(40)]
+        first = [sale(c, f"INV-{c}-{k}", days_ago(1 + k)) for i, c in enumerate(customers) for k in range(i % 5)]
+        await e.sales(*first)
+        await e.wait_applied(len(first))
+
+        # The rule changes; while its backfill runs (3 customers per transaction), more purchases arrive.
+        put = await e.call("PUT", "/v1/segments/frequent-buyer", expect=200, json={
+            "name": "Frequent Buyer", "rule": {"purchase_frequency": {"min_purchases": 3, "window_days": 30}}})
+        more = [sale(c, f"INV-{c}-late", days_ago(0.1)) for c in customers[::2]]
+        await e.sales(*more)
+        await e.run_job(put["backfill"])
+        await e.wait_applied(len(first) + len(more))
+
+        expected = {c: (i % 5 + (1 if i % 2 == 0 else 0)) >= 3 for i, c in enumerate(customers)}
+        members = await e.get("/v1/segments/frequent-buyer/members", limit=100)
+        assert {m["customer_id"] for m in members["items"]} == {c for c, inside in expected.items() if inside}
+        sweep = await e.sweep()
+        assert (sweep["entered"], sweep["exited"], sweep["customers_changed"]) == (0, 0, 0)
+
+        # The last announcement of every customer is its list as it stands.
+        latest: dict[str, list[str]] = {}
+        for event in sorted(await e.all_announcements(), key=lambda ev: ev.version):
+            latest[event.customer_id] = [s.segment_id for s in event.segments]
+        for c, inside in expected.items():
+            assert ("frequent-buyer" in latest.get(c, [])) == inside, (c, latest.get(c))
+
+
 async def test_deleting_a_segment_removes_its_members_with_a_reason(stack: Stack, topics: str,
                                                                     isolation: str) -> None:
     async with engine(stack, topics, isolation) as e:
