@@ -524,9 +524,9 @@ class SegmentEngine:
         self.jobs_wake.set()
 
 
-def _count(transitions: Iterable[Any]) -> None:
-    for t in transitions:
-        t = getattr(t, "transition", t)
+def _count(transitions: Iterable[domain.Transition | store.HistoryEntry]) -> None:
+    for item in transitions:
+        t = item.transition if isinstance(item, store.HistoryEntry) else item
         MEMBERSHIP_CHANGES.labels(t.action.value, t.reason.value).inc()
 
 

@@ -1,7 +1,7 @@
 """All SQL of segment_engine. Functions take a connection inside the caller's transaction; none commits.
 
-Lock order, everywhere: segment rows first (``FOR SHARE`` / ``FOR UPDATE``), then customer rows sorted by id.
-The event path locks only customers. Deadlocks would still be retried (they are transient errors).
+Lock order, everywhere: the rules lock (advisory: shared to read rules, exclusive to change them), then
+segment rows, then customer rows (by id where it matters). Deadlocks are retried (transient errors).
 """
 
 from __future__ import annotations
@@ -173,17 +173,6 @@ async def load_facts(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> d
     }
 
 
-async def customer_exists(conn: asyncpg.Connection, customer_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM customers WHERE customer_id = $1", customer_id))
-
-
-async def customer_summary(conn: asyncpg.Connection, customer_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT customer_id, registered_at, signup_day, home_store_id, loyalty_tier, segments_version,"
-        " facts_version, created_at FROM customers WHERE customer_id = $1", customer_id,
-    )
-
-
 # --- segments --------------------------------------------------------------------------------------------
 
 SEGMENT_COLUMNS = "segment_id, name, description, rule, version, created_at, updated_at"
@@ -196,15 +185,6 @@ async def list_segments(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def get_segment(conn: asyncpg.Connection, segment_id: str, *, lock: str | None = None) -> asyncpg.Record | None:
     suffix = {None: "", "share": " FOR SHARE", "update": " FOR UPDATE"}[lock]
     return await conn.fetchrow(f"SELECT {SEGMENT_COLUMNS} FROM segments WHERE segment_id = $1{suffix}", segment_id)
-
-
-async def lock_segments(conn: asyncpg.Connection, segment_ids: Sequence[str]) -> dict[str, int]:
-    """Share-lock segments (a rule cannot change under the caller); returns their current versions."""
-    rows = await conn.fetch(
-        "SELECT segment_id, version FROM segments WHERE segment_id = ANY($1::text[]) ORDER BY segment_id FOR SHARE",
-        list(segment_ids),
-    )
-    return {r["segment_id"]: r["version"] for r in rows}
 
 
 async def segment_name_taken(conn: asyncpg.Connection, name: str, segment_id: str) -> bool:
@@ -659,10 +639,6 @@ async def segment_versions_now(conn: asyncpg.Connection, segment_ids: Sequence[s
     rows = await conn.fetch("SELECT segment_id, version FROM segments WHERE segment_id = ANY($1::text[])",
                             list(segment_ids))
     return {r["segment_id"]: r["version"] for r in rows}
-
-
-async def total_customers(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM customers"))
 
 
 # --- removal of a whole segment ---------------------------------------------------------------------------
