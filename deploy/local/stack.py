@@ -202,7 +202,7 @@ def start_kafka() -> None:
         "",
     ]))
     classpath = f"{KAFKA_HOME / 'libs'}/*"
-    java = ["java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", f"-Dkafka.logs.dir={LOGS / 'kafka-broker'}",
+    java = ["java", "-Xms512m", "-Xmx2g", "-XX:+UseG1GC", f"-Dkafka.logs.dir={LOGS / 'kafka-broker'}",
             f"-Dlog4j2.configurationFile={ROOT / 'deploy/local/kafka/log4j2.properties'}", "-cp", classpath]
     if not (data / "meta.properties").exists():
         cluster_id = subprocess.run([*java, "kafka.tools.StorageTool", "random-uuid"], check=True,

@@ -15,7 +15,7 @@ from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics, make_producer
 from shared.outbox import OutboxRelay, enqueue
 from shared.settings import CommonSettings
-from tests.conftest import Stack
+from tests.conftest import Stack, delete_topics
 from tests.helpers import eventually, read_topic
 
 
@@ -65,7 +65,9 @@ async def test_relay_publishes_exactly_the_committed_events_in_order_per_key(
     finally:
         await relay.stop()
         await producer.stop()
+        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
         await pool.close()
+        await delete_topics(stack.kafka, f"t{isolation}.")
 
     published: dict[str, list[int]] = {}
     for r in records:
