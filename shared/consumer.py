@@ -22,7 +22,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from shared import metrics
+from shared import metrics, redaction
 from shared.contracts import topics as topic_names
 from shared.contracts.codec import ContractViolation
 from shared.errors import is_transient
@@ -170,7 +170,8 @@ class ConsumerRuntime:
     async def _dead_letter(self, logical: str, items: Sequence[tuple[Any, str]]) -> None:
         futures = []
         for item, reason in items:
-            record_value, key = _raw(item)
+            record_value, key = redaction.for_dead_letter(logical, *_raw(item))
+            reason = redaction.mask_card_like(reason)
             headers = [
                 ("dlq.reason", reason[:2000].encode()),
                 ("dlq.original.topic", logical.encode()),
