@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -33,6 +34,7 @@ def create_http_app(
     app.state.checks = {}
     app.state.rate_limiter = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
     _add_ops_routes(app)
+    _refuse_card_numbers_in_paths(app)
     _add_request_metrics(app, service)
     _add_error_handlers(app)
     return app
@@ -72,6 +74,21 @@ async def _run_check(check: Check) -> str:
     except Exception as exc:
         return f"failed: {type(exc).__name__}"
     return result if isinstance(result, str) else "ok"
+
+
+# A run of 12 or more digits in a path segment looks like a full card number (generated ones have 16 digits;
+# customer ids like "C-10042", invoice numbers and job ids are far shorter). Refused before routing and
+# authentication, so such a URL never reaches a handler, a log line with the id, or the access log's route.
+CARD_LIKE_IN_PATH = re.compile(r"[0-9]{12,}")
+
+
+def _refuse_card_numbers_in_paths(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def refuse_card_like_ids(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if CARD_LIKE_IN_PATH.search(request.url.path):
+            return JSONResponse({"detail": "an id in the path looks like a card number: card numbers never go in "
+                                 "a URL (look a card up with POST /v1/gift-cards/lookup)"}, status_code=400)
+        return await call_next(request)
 
 
 def _add_request_metrics(app: FastAPI, service: str) -> None:
