@@ -1,0 +1,125 @@
+"""Rebuild of marketing_view's read model from N typical customers' domain events; Redis bytes per customer."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench.kafka_util import Encoded, delete_topics, publish_all, start_producer
+from bench.system import Stack
+from shared.contracts.topics import DOMAIN_TOPICS
+
+CUSTOMER = "C-TPLXQXQXQX"
+NUMBER = b"XQXQXQX"
+SUFFIX = b"@@S@@"
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CARD = re.compile(rb"gc_[0-9a-f]{20}")
+EVENTS_PER_CUSTOMER = 14
+
+
+def templates() -> list[tuple[str, bytes, bytes]]:
+    """One typical customer's events (the memory test's: 3 segments, 10 coupon rows, insights, 2 gift cards),
+    encoded once, with placeholders for the customer id and for the tail of every id, so that filling them per
+    customer is two byte replacements (no model per event)."""
+    from tests.integration.view.builders import topic_and_key
+    from tests.integration.view.test_view_memory import typical
+
+    out = []
+    for event in typical(CUSTOMER, 1):
+        topic, key = topic_and_key(event)
+        value = event.model_dump_json().encode()
+        value = _UUID.sub(lambda m: m.group(0)[:24] + SUFFIX, value)
+        value = _CARD.sub(lambda m: m.group(0)[:11] + SUFFIX, value)
+        key = _CARD.sub(lambda m: m.group(0)[:11] + SUFFIX, key)
+        out.append((topic, key, value))
+    return out
+
+
+def customer_events(tpl: list[tuple[str, bytes, bytes]], n: int) -> list[Encoded]:
+    """The events of customer number n: its id is C-TPL<n (7 digits)>, every other id ends with n (12 hex)."""
+    customer = f"{n:07d}".encode()
+    suffix = f"{n:012x}".encode()
+    return [(topic, key.replace(NUMBER, customer).replace(SUFFIX, suffix),
+             value.replace(NUMBER, customer).replace(SUFFIX, suffix)) for topic, key, value in tpl]
+
+
+def fill(tpl: list[tuple[str, bytes, bytes]], first: int, count: int) -> list[Encoded]:
+    out: list[Encoded] = []
+    for n in range(first, first + count):
+        out += customer_events(tpl, n)
+    return out
+
+
+async def _unlink_prefix(redis: Redis, prefix: str) -> None:
+    batch = []
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+
+
+async def _sample_usage(redis: Redis, key_prefix: str, gen: str, customers: list[str]) -> float:
+    from services.marketing_view.keys import KeySpace
+
+    keys = KeySpace(key_prefix)
+    total = 0
+    for c in customers:
+        for k in keys.customer(gen, c):
+            total += await redis.memory_usage(k, samples=0) or 0
+        doc = await redis.hget(keys.doc(gen, c), "l")
+        for card_id in (doc or b"").decode().split():
+            total += await redis.memory_usage(keys.card_index(gen, card_id), samples=0) or 0
+    return total / len(customers)
+
+
+async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any]:
+    """Produce the customers in steps up to each size, rebuild after each step into a fresh key prefix."""
+    from services.marketing_view.app import make_rebuilder
+    from services.marketing_view.config import Settings
+    from shared.kafka import ensure_topics
+
+    prefix = f"bench{run_tag}.mv."
+    key_prefix = f"mvb{run_tag}"
+    await ensure_topics(stack.kafka, {prefix + t: 6 for t in DOMAIN_TOPICS})
+    settings = Settings(kafka_topic_prefix=prefix, key_prefix=key_prefix, rebuild_settle_s=0.0, auto_rebuild=False,
+                        redis_url=stack.redis_url, kafka_bootstrap_servers=stack.kafka)
+    tpl = templates()
+    redis = Redis.from_url(stack.redis_url)
+    points: list[tuple[int, float]] = []
+    out: dict[str, Any] = {}
+    produced = 0
+    try:
+        producer = await start_producer(stack.kafka, linger_ms=20)
+        try:
+            for size in sorted(sizes):
+                started = time.perf_counter()
+                messages = fill(tpl, produced + 1, size - produced)
+                await publish_all(producer, messages)
+                out[f"rebuild_produce_{size}_s"] = time.perf_counter() - started
+                produced = size
+                await _unlink_prefix(redis, key_prefix)
+                before = (await redis.info("memory"))["used_memory"]
+                started = time.perf_counter()
+                gen = await make_rebuilder(settings, redis, None, None).run("benchmark")
+                seconds = time.perf_counter() - started
+                after = (await redis.info("memory"))["used_memory"]
+                points.append((size, seconds))
+                out[f"rebuild_{size}_s"] = seconds
+                out[f"redis_bytes_per_customer_{size}"] = (after - before) / size
+                sample = [f"C-TPL{n:07d}" for n in range(1, size + 1, max(1, size // 200))]
+                out["redis_memory_usage_sample_bytes"] = await _sample_usage(redis, key_prefix, gen, sample)
+        finally:
+            await producer.stop()
+    finally:
+        await _unlink_prefix(redis, key_prefix)
+        await redis.aclose()
+        await delete_topics(stack.kafka, prefix)
+    out["rebuild_points"] = points
+    out["rebuild_events_per_customer"] = EVENTS_PER_CUSTOMER
+    return out

@@ -1,0 +1,55 @@
+"""The benchmark's outputs: the JSON has every required key, the document its table, plots and methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.report import REQUIRED_KEYS, plots, render_markdown, write_json
+
+
+def sample() -> dict:
+    results = {key: 1.0 for key in REQUIRED_KEYS}
+    results.update({
+        "commit": "abc123", "quick": True, "started_at": "2026-12-03T16:00:00+00:00",
+        "machine": {"cores": 2, "memory_gb": 23.5, "cpu": "x", "python": "3.11.7"},
+        "service_rss_mb": {"giftcard_ledger": 90.5, "marketing_view": 80.0},
+        "bare_http_p99_ms": 2.0, "read_p99_ms": 9.0, "freshness_samples_ms": [5.0, 7.0, 9.0, 40.0],
+        "read_fixed_rate": 200.0, "rebuild_note": "measured 1,000 and 2,000 customers",
+    })
+    return results
+
+
+def test_json_has_the_required_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "results" / "latest.json"
+    write_json(sample(), path)
+    data = orjson.loads(path.read_bytes())
+    for key in REQUIRED_KEYS:
+        assert isinstance(data[key], int | float), key
+    assert isinstance(data["service_rss_mb"], dict)
+    assert data["commit"] == "abc123" and data["machine"]["cores"] == 2
+
+
+def test_json_refuses_a_run_without_a_figure(tmp_path: Path) -> None:
+    results = sample()
+    results["read_rps"] = None
+    with pytest.raises(ValueError, match="read_rps"):
+        write_json(results, tmp_path / "x.json")
+
+
+def test_markdown_has_the_targets_the_figures_and_the_method(tmp_path: Path) -> None:
+    images = [str(p.relative_to(tmp_path)) for p in plots(sample(), tmp_path / "benchmarks")]
+    assert [Path(i).name for i in images] == ["throughput.png", "latency.png"]
+    for image in images:
+        assert (tmp_path / image).read_bytes().startswith(b"\x89PNG")
+    text = render_markdown(sample(), images)
+    assert "| read p99 <= 2 x bare HTTP p99 + 1 ms | 5.00 | 9.00 | **no** |" in text
+    assert "giftcard_ledger resident memory" in text
+    assert "quick" in text and "abc123" in text
+    assert "![throughput](benchmarks/throughput.png)" in text
+    assert "measured 1,000 and 2,000 customers" in text
+    for method in ("**bare pass-through**", "**ingest**", "**freshness**", "**read**", "**backfill**",
+                   "**rebuild**", "**memory**"):
+        assert method in text
