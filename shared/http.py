@@ -86,8 +86,10 @@ def _refuse_card_numbers_in_paths(app: FastAPI) -> None:
     @app.middleware("http")
     async def refuse_card_like_ids(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if CARD_LIKE_IN_PATH.search(request.url.path):
-            return JSONResponse({"detail": "an id in the path looks like a card number: card numbers never go in "
-                                 "a URL (look a card up with POST /v1/gift-cards/lookup)"}, status_code=400)
+            message = ("looks like a card number: ids (card_id, customer_id, ...) are never card numbers, and card "
+                       "numbers never go in a URL (look a card up with POST /v1/gift-cards/lookup)")
+            return JSONResponse({"detail": f"invalid request: path: {message}",
+                                 "errors": [{"field": "path", "message": message}]}, status_code=422)
         return await call_next(request)
 
 

@@ -1,6 +1,6 @@
 """Ids in paths are validated; nothing that looks like a card number is taken as an id; pages are capped.
 
-The rule for card numbers (shared/http.py): a path with a run of 12 or more digits is refused with 400 on every
+The rule for card numbers (shared/http.py): a path with a run of 12 or more digits is refused with 422 on every
 service, before routing and authentication. Generated card numbers have 16 digits; POS-supplied ones have 8 to 20
 characters. Customer ids ("C-10042"), coupon codes, segment ids, invoice numbers and job ids are far shorter, so
 nothing legitimate is refused; a POS whose customer ids are 12+ digits would need a prefix (documented in
@@ -51,7 +51,7 @@ async def test_no_card_number_is_taken_for_an_id(op: Operation, clients: dict[st
             for headers in (AUTH, {}):
                 response = await clients[op.service].request(op.method, _with(op, name, number), headers=headers,
                                                               json={})
-                expected = 405 if op.service == "marketing_view" and op.method != "GET" else 400
+                expected = 405 if op.service == "marketing_view" and op.method != "GET" else 422
                 assert response.status_code == expected, (name, number, response.text)
                 assert number not in response.text
 
