@@ -32,6 +32,7 @@ from services.giftcard_ledger.schemas import (
     TransactionsOut,
 )
 from shared.auth import Principal, Scope, require
+from shared.ratelimit import limited
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -89,7 +90,8 @@ def _decode_cursor(cursor: str) -> list[str]:
     return parts
 
 
-Read = Depends(require(Scope.READ))
+# Reads are rate-limited per API key (429 past it): card and customer ids cannot be enumerated quickly.
+Read = Depends(limited(Scope.READ))
 Manage = Depends(require(Scope.MANAGE))
 
 # --- writes --------------------------------------------------------------------------------------------------
