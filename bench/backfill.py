@@ -69,7 +69,7 @@ async def _wait_idle(http: httpx.AsyncClient, headers: dict[str, str], timeout_s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         segments = (await http.get("/v1/segments", headers=headers)).json()
-        items = segments["segments"] if isinstance(segments, dict) else segments
+        items = segments["items"]
         if all((s.get("backfill") or {}).get("status") not in ("pending", "running") for s in items):
             return
         await asyncio.sleep(0.2)

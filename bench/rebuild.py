@@ -100,7 +100,7 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
             for size in sorted(sizes):
                 started = time.perf_counter()
                 messages = fill(tpl, produced + 1, size - produced)
-                await publish_all(producer, messages)
+                await publish_all(producer, messages, prefix=prefix)  # never the live topics
                 out[f"rebuild_produce_{size}_s"] = time.perf_counter() - started
                 produced = size
                 await _unlink_prefix(redis, key_prefix)

@@ -46,6 +46,7 @@ class Stack:
                 if "=" in line and not line.startswith("#"):
                     k, v = line.split("=", 1)
                     env.setdefault(k.strip(), v.strip().strip("'\""))
+                    os.environ.setdefault(k.strip(), env[k.strip()])  # in-process services read the same
         return cls(env["KAFKA_BOOTSTRAP_SERVERS"], env["DATABASE_URL"], env["REDIS_URL"], env["MARKETING_API_KEY"],
                    env.get("MARKETING_VIEW_URL", "http://127.0.0.1:8084"))
 
