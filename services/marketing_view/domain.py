@@ -198,10 +198,10 @@ def invoice_url(template: str, invoice_number: str) -> str:
     return template.replace("{invoice_number}", quote(invoice_number, safe=""))
 
 
-def segment_items(raw: bytes | None) -> list[dict[str, Any]]:
-    if not raw:
+def segment_items(stored: list[Any] | None) -> list[dict[str, Any]]:
+    if not stored:
         return []
-    _, segments = orjson.loads(raw)
+    _, segments = stored
     return [
         {"segment_id": sid, "name": name, "date_assigned": from_date_int(assigned).isoformat(),
          "assigned_by": _ASSIGNED_BACK[by], "notes": notes}
@@ -236,8 +236,8 @@ def coupon_item(used_ms: int, row: list[Any], meta: list[Any] | None, *, tz: Zon
     }
 
 
-def gift_card_item(card_id: str, raw: bytes, today: date) -> dict[str, Any]:
-    _, last4, original, current, currency, issued, expires, state, *masked = orjson.loads(raw)
+def gift_card_item(card_id: str, stored: list[Any], today: date) -> dict[str, Any]:
+    _, last4, original, current, currency, issued, expires, state, *masked = stored
     expiration = from_date_int(expires) if expires else None
     return {
         "card_id": card_id,
@@ -257,10 +257,10 @@ def sort_gift_cards(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(cards, key=lambda c: (c["issue_date"], c["card_id"]), reverse=True)
 
 
-def price_sensitivity(raw: bytes | None) -> dict[str, Any] | None:
-    if not raw:
+def price_sensitivity(stored: list[Any] | None) -> dict[str, Any] | None:
+    if not stored:
         return None
-    _, window_days, purchases, with_coupon, share, only = orjson.loads(raw)
+    _, window_days, purchases, with_coupon, share, only = stored
     return {"window_days": window_days, "purchases": purchases, "purchases_with_coupon": with_coupon,
             "coupon_share": share, "coupon_only_buyer": bool(only)}
 

@@ -121,22 +121,27 @@ return 1
 """
 
 # KEYS: doc hash, history zset. ARGV: page size, cursor used_ms ('' = first page), cursor digest.
-# Returns a flat array: segments, insights, n cards, (card id, card)*, n rows, (digest, used_ms, row)*,
-# n metas, (code, meta)*. One more row than the page size is returned when there is a next page.
+# Returns ONE JSON text (one bulk string is far cheaper to receive than a nested reply), assembled from the
+# stored values, which are JSON already:
+#   {"s": segments|null, "i": insights|null, "c": [[card id, card], ...],
+#    "r": [[digest, used_ms, row], ...], "m": {code: meta, ...}}
+# with one more row than the page size when there is a next page.
 READ_TAB = """
+local function value(v) if v and v ~= '' then return v end return 'null' end
 local parts = {}
 while true do
   local chunk = redis.call('HGET', KEYS[1], 's' .. #parts)
   if not chunk then break end
   parts[#parts + 1] = chunk
 end
-local out = {table.concat(parts), redis.call('HGET', KEYS[1], 'i') or ''}
-local cards = {}
-for id in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '%S+') do cards[#cards + 1] = id end
-out[#out + 1] = #cards
-for _, id in ipairs(cards) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'c' .. id) or ''
+local out = {'{"s":', value(table.concat(parts)), ',"i":', value(redis.call('HGET', KEYS[1], 'i')), ',"c":['}
+local sep = ''
+for id in string.gmatch(redis.call('HGET', KEYS[1], 'l') or '', '%S+') do
+  local card = redis.call('HGET', KEYS[1], 'c' .. id)
+  if card then
+    out[#out + 1] = sep .. '[' .. cjson.encode(id) .. ',' .. card .. ']'
+    sep = ','
+  end
 end
 local limit = tonumber(ARGV[1])
 local members
@@ -151,14 +156,14 @@ else
     members = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
   end
 end
-out[#out + 1] = #members / 2
+out[#out + 1] = '],"r":['
+sep = ''
 local codes, metas = {}, {}
 for i = 1, #members, 2 do
-  local row = redis.call('HGET', KEYS[1], 'r' .. members[i]) or ''
-  out[#out + 1] = members[i]
-  out[#out + 1] = members[i + 1]
-  out[#out + 1] = row
-  if row ~= '' then
+  local row = redis.call('HGET', KEYS[1], 'r' .. members[i])
+  if row then
+    out[#out + 1] = sep .. '[' .. cjson.encode(members[i]) .. ',' .. members[i + 1] .. ',' .. row .. ']'
+    sep = ','
     local ok, decoded = pcall(cjson.decode, row)
     if ok and type(decoded[2]) == 'string' and not codes[decoded[2]] then
       codes[decoded[2]] = true
@@ -166,12 +171,17 @@ for i = 1, #members, 2 do
     end
   end
 end
-out[#out + 1] = #metas
+out[#out + 1] = '],"m":{'
+sep = ''
 for _, code in ipairs(metas) do
-  out[#out + 1] = code
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'k' .. code) or ''
+  local meta = redis.call('HGET', KEYS[1], 'k' .. code)
+  if meta then
+    out[#out + 1] = sep .. cjson.encode(code) .. ':' .. meta
+    sep = ','
+  end
 end
-return out
+out[#out + 1] = '}}'
+return table.concat(out)
 """
 
 # KEYS: lock. ARGV: token, ttl ms. Renew only a lock we still hold.

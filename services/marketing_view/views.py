@@ -68,38 +68,28 @@ class TabReader:
             await self._model.refresh()  # switched by a rebuild elsewhere, or lost: look again once
         raise ReadModelUnavailable(self._model.status())
 
-    def _tab(self, customer_id: str, raw: list[Any], size: int, now: datetime) -> dict[str, Any]:
+    def _tab(self, customer_id: str, raw: bytes, size: int, now: datetime) -> dict[str, Any]:
         s = self._settings
         today = domain.today_in(s.timezone, now)
-        segments_raw, insights_raw, n_cards, *rest = raw
-        cards = [domain.gift_card_item(rest[i].decode(), rest[i + 1], today)
-                 for i in range(0, 2 * n_cards, 2) if rest[i + 1]]
-        rest = rest[2 * n_cards:]
-        n_rows, rest = rest[0], rest[1:]
-        rows = [(rest[i].decode(), int(float(rest[i + 1])), rest[i + 2]) for i in range(0, 3 * n_rows, 3)]
-        rest = rest[3 * n_rows:]
-        n_metas, rest = rest[0], rest[1:]
-        metas = {rest[i].decode(): orjson.loads(rest[i + 1]) for i in range(0, 2 * n_metas, 2) if rest[i + 1]}
-        items = []
-        for _, used_ms, row_raw in rows[:size]:
-            if not row_raw:
-                continue
-            row = orjson.loads(row_raw)
-            items.append(domain.coupon_item(used_ms, row, metas.get(row[1]), tz=s.timezone,
-                                            invoice_template=s.invoice_url_template))
+        doc = orjson.loads(raw)
+        cards = [domain.gift_card_item(card_id, value, today) for card_id, value in doc["c"]]
+        rows = doc["r"]
+        metas = doc["m"]
+        items = [domain.coupon_item(int(used_ms), row, metas.get(row[1]), tz=s.timezone,
+                                    invoice_template=s.invoice_url_template) for _, used_ms, row in rows[:size]]
         next_cursor = None
         if len(rows) > size:
             digest, used_ms, _ = rows[size - 1]
-            next_cursor = domain.Cursor(used_ms, digest).encode()
+            next_cursor = domain.Cursor(int(used_ms), digest).encode()
         cards = domain.sort_gift_cards(cards)
         return {
             "customer_id": customer_id,
             "as_of": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "segments": domain.segment_items(segments_raw),
+            "segments": domain.segment_items(doc["s"]),
             "coupon_usage": {"items": items, "next_cursor": next_cursor},
             "gift_cards": cards,
             "insights": {
                 "gift_card_balances": domain.gift_card_balances(cards, today, s.expiring_within_days),
-                "coupon_price_sensitivity": domain.price_sensitivity(insights_raw),
+                "coupon_price_sensitivity": domain.price_sensitivity(doc["i"]),
             },
         }

@@ -74,6 +74,29 @@ async def serving(settings: Settings, api_key: str) -> AsyncIterator[View]:
         await redis.aclose()
 
 
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Drop the topics of a test's prefix: thousands of leftover partitions exhaust a small broker's heap."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await admin.start()
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    except Exception as exc:  # best effort: never fail a test for its clean-up
+        print(f"could not delete the test's topics: {exc!r}")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def topics(topics: str, stack: Stack) -> AsyncIterator[str]:
+    """The shared ``topics`` fixture (a unique prefix), and its topics deleted after the test."""
+    yield topics
+    await delete_topics(stack.kafka, topics)
+
+
 @pytest.fixture
 async def view(stack: Stack, topics: str, isolation: str) -> AsyncIterator[View]:
     async with serving(view_settings(isolation), stack.api_key) as v:

@@ -17,6 +17,11 @@ from shared.contracts.domain import CardState
 from tests.integration.view.builders import card, insights, redemption, segments
 
 NY = ZoneInfo("America/New_York")
+
+
+def stored(event: object) -> list:
+    """What Redis holds for a card, as the read script hands it over (decoded JSON)."""
+    return orjson.loads(domain.card_value(event))  # type: ignore[arg-type]
 TEMPLATE = "https://pos.example/invoices/{invoice_number}"
 TODAY = date(2026, 12, 3)
 
@@ -64,7 +69,7 @@ def test_segments_round_trip() -> None:
                      ("vip", "VIP", "2026-01-02", "manual", "Owner's friend"))
     raw = domain.segments_value(event)
     assert orjson.loads(raw)[0] == 4, "the version comes first: Lua reads it without decoding JSON"
-    assert domain.segment_items(raw) == [
+    assert domain.segment_items(orjson.loads(raw)) == [
         {"segment_id": "high-value", "name": "High Value", "date_assigned": "2026-11-28", "assigned_by": "automatic",
          "notes": "Spent $1,240.50"},
         {"segment_id": "vip", "name": "VIP", "date_assigned": "2026-01-02", "assigned_by": "manual",
@@ -130,25 +135,25 @@ def test_any_redemption_round_trips(amount: Decimal, kind: str, name: str, momen
 def test_gift_card_round_trip_and_masking() -> None:
     event = card("gc-1", "C-1", version=5, last4="4821", original="50.00", current="20.00",
                  issued="2026-01-02", expires="2027-01-02")
-    item = domain.gift_card_item("gc-1", domain.card_value(event), TODAY)
+    item = domain.gift_card_item("gc-1", stored(event), TODAY)
     assert item == {
         "card_id": "gc-1", "card_number_masked": "•••• •••• •••• 4821", "last4": "4821", "original_balance": "50.00",
         "current_balance": "20.00", "currency": "USD", "status": "active", "issue_date": "2026-01-02",
         "expiration_date": "2027-01-02",
     }
-    never = domain.gift_card_item("gc-1", domain.card_value(card("gc-1", "C-1", expires=None)), TODAY)
+    never = domain.gift_card_item("gc-1", stored(card("gc-1", "C-1", expires=None)), TODAY)
     assert never["expiration_date"] is None
     short = card("gc-2", "C-1", last4="77").model_copy(update={"card_number_masked": "•••• 77"})
-    assert domain.gift_card_item("gc-2", domain.card_value(short), TODAY)["card_number_masked"] == "•••• 77"
+    assert domain.gift_card_item("gc-2", stored(short), TODAY)["card_number_masked"] == "•••• 77"
 
 
 def test_insights_balance_and_expiring() -> None:
     cards = [
-        domain.gift_card_item("a", domain.card_value(card("a", "C", current="20.00", expires="2026-12-20")), TODAY),
-        domain.gift_card_item("b", domain.card_value(card("b", "C", current="30.00", expires="2027-06-01")), TODAY),
-        domain.gift_card_item("c", domain.card_value(card("c", "C", current="40.00", expires="2026-11-01")), TODAY),
-        domain.gift_card_item("d", domain.card_value(card("d", "C", current="5.00", state="deactivated")), TODAY),
-        domain.gift_card_item("e", domain.card_value(card("e", "C", current="7.00", currency="EUR",
+        domain.gift_card_item("a", stored(card("a", "C", current="20.00", expires="2026-12-20")), TODAY),
+        domain.gift_card_item("b", stored(card("b", "C", current="30.00", expires="2027-06-01")), TODAY),
+        domain.gift_card_item("c", stored(card("c", "C", current="40.00", expires="2026-11-01")), TODAY),
+        domain.gift_card_item("d", stored(card("d", "C", current="5.00", state="deactivated")), TODAY),
+        domain.gift_card_item("e", stored(card("e", "C", current="7.00", currency="EUR",
                                                          expires=None)), TODAY),
     ]
     assert domain.gift_card_balances(cards, TODAY, 30) == [
@@ -157,7 +162,7 @@ def test_insights_balance_and_expiring() -> None:
         {"currency": "USD", "total_balance": "50.00", "expiring_balance": "20.00", "expiring_within_days": 30,
          "active_cards": 2},
     ]
-    raw = domain.insights_value(insights("C", 2, purchases=12, with_coupon=5, share="0.4167", only=True))
+    raw = orjson.loads(domain.insights_value(insights("C", 2, purchases=12, with_coupon=5, share="0.4167", only=True)))
     assert domain.price_sensitivity(raw) == {"window_days": 365, "purchases": 12, "purchases_with_coupon": 5,
                                              "coupon_share": "0.4167", "coupon_only_buyer": True}
     assert domain.price_sensitivity(None) is None
