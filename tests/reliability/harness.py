@@ -118,6 +118,7 @@ class World:
     procs: list[Proc] = field(default_factory=list)
     view_prefix: str | None = None
     extra_view_prefixes: list[str] = field(default_factory=list)
+    redis_url: str | None = None  # a private Redis instead of the stack's (scenario 5 flushes it)
 
     def __post_init__(self) -> None:
         self.prefix = f"{self.tag}."
@@ -129,7 +130,7 @@ class World:
         env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(s.upper() + "_" for s in SERVICES))}
         env |= {
             "KAFKA_BOOTSTRAP_SERVERS": self.stack.kafka, "DATABASE_URL": self.stack.database_url,
-            "REDIS_URL": self.stack.redis_url, "MARKETING_API_KEY": self.stack.api_key,
+            "REDIS_URL": self.redis_url or self.stack.redis_url, "MARKETING_API_KEY": self.stack.api_key,
             "KAFKA_TOPIC_PREFIX": self.prefix, "LOG_LEVEL": "WARNING",
             "MARKETING_RATE_LIMIT_PER_S": "100000", "MARKETING_RATE_LIMIT_BURST": "100000",
             "GIFTCARD_LEDGER_CARD_HMAC_KEY": self.hmac_key,
@@ -189,9 +190,9 @@ class World:
             await admin.close()
         import redis.asyncio as aioredis
 
-        client = aioredis.from_url(self.stack.redis_url)
+        client = aioredis.from_url(self.redis_url or self.stack.redis_url)
         try:
-            for prefix in {self.view_prefix, *self.extra_view_prefixes}:
+            for prefix in {self.view_prefix or self.tag, *self.extra_view_prefixes}:
                 async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
                     await client.unlink(key)
         finally:
