@@ -36,7 +36,7 @@ SELECT 'INV-B-' || i || '-' || k, 'C-' || lpad(i::text, 7, '0'), 'S-00' || (1 + 
        current_date - d, now() - make_interval(days => d), round((20 + random() * 420)::numeric, 2), 1 + k % 3,
        ARRAY[(ARRAY['Footwear', 'Denim', 'Tops', 'Socks', 'Kids'])[1 + (i * k) % 5]], true
 FROM generate_series(1, $1::int) AS i, generate_series(1, {INVOICES_PER_CUSTOMER}) AS k,
-     LATERAL (SELECT ((i * 7919 + k * 104729) % 400)::int AS d) AS days;
+     LATERAL (SELECT ((i::bigint * 7919 + k * 104729) % 400)::int AS d) AS days;
 """
 
 BARE_SCAN = """

@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     images_dir = doc_path.parent / doc_path.stem
     images = [str(p.relative_to(doc_path.parent)) for p in plots(results, images_dir)]
     doc_path.parent.mkdir(parents=True, exist_ok=True)
-    doc_path.write_text(render_markdown(results, images))
+    analysis = ROOT / "bench" / "analysis.md"
+    notes = analysis.read_text() if analysis.exists() else ""
+    json_name = str(json_path.relative_to(ROOT)) if json_path.is_relative_to(ROOT) else str(json_path)
+    doc_path.write_text(render_markdown(results, images, notes, json_name))
     try:
         write_json(results, json_path)
     except ValueError as exc:  # a step failed: keep what was measured, say so
