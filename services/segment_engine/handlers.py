@@ -232,8 +232,21 @@ class SegmentEngine:
             first_seen = await store.ensure_customers(conn, wanted)
             locked = set(await store.lock_customers(conn, wanted))
             touched: set[str] = set()
+            # Sales in one statement (they commute with voids and returns of the same invoice: each sets its own
+            # columns); a sale repeated in the batch is a no-op after its first, as it was one by one.
+            sales: dict[str, SaleCompleted] = {}
             for e in events:
-                customer = await self._apply_sale_event(conn, e)
+                if isinstance(e, SaleCompleted) and e.customer_id is not None:
+                    sales.setdefault(e.invoice_number, e)
+            applied: list[str | None] = list(await store.apply_sales(conn, [
+                (e.invoice_number, e.customer_id, e.store_id, business_day(e.occurred_at, self.tz), e.occurred_at,
+                 e.total, sum(line.quantity for line in e.lines), sorted({line.category for line in e.lines}))
+                for e in sales.values()
+            ]))
+            for e in events:
+                if not isinstance(e, SaleCompleted):
+                    applied.append(await self._apply_sale_event(conn, e))
+            for customer in applied:
                 if customer is not None:
                     if customer not in locked:  # the invoice's customer was not known before this batch
                         first_seen |= await store.ensure_customers(conn, [customer])

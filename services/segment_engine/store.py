@@ -6,6 +6,7 @@ segment rows, then customer rows (by id where it matters). Deadlocks are retried
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -72,6 +73,29 @@ async def apply_sale(conn: asyncpg.Connection, *, invoice_number: str, customer_
         " WHERE NOT invoices.has_sale RETURNING customer_id",
         invoice_number, customer_id, store_id, business_day, occurred_at, total, units, list(categories),
     )
+
+
+async def apply_sales(conn: asyncpg.Connection, sales: Sequence[tuple[str, str, str, date, datetime, Decimal, int,
+                                                                    Sequence[str]]]) -> list[str]:
+    """Record completed sales in one statement: (invoice_number, customer_id, store_id, business_day, occurred_at,
+    total, units, categories), invoice numbers distinct. A repeat of a known sale changes nothing. Returns the
+    customers of the sales applied (the same effect as ``apply_sale`` per sale, one round trip per batch)."""
+    if not sales:
+        return []
+    n, c, s, d, o, t, u, k = (list(col) for col in zip(*sales, strict=True))
+    rows = await conn.fetch(
+        "INSERT INTO invoices (invoice_number, customer_id, store_id, business_day, occurred_at, total, units,"
+        " categories, has_sale)"
+        " SELECT v.n, v.c, v.s, v.d, v.o, v.t, v.u, ARRAY(SELECT jsonb_array_elements_text(v.k::jsonb)), true"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::timestamptz[], $6::numeric[],"
+        " $7::int[], $8::text[]) AS v(n, c, s, d, o, t, u, k)"
+        " ON CONFLICT (invoice_number) DO UPDATE SET customer_id = EXCLUDED.customer_id,"
+        " store_id = EXCLUDED.store_id, business_day = EXCLUDED.business_day, occurred_at = EXCLUDED.occurred_at,"
+        " total = EXCLUDED.total, units = EXCLUDED.units, categories = EXCLUDED.categories, has_sale = true"
+        " WHERE NOT invoices.has_sale RETURNING customer_id",
+        n, c, s, d, o, t, u, [json.dumps(list(cats)) for cats in k],
+    )
+    return [r["customer_id"] for r in rows]
 
 
 async def apply_void(conn: asyncpg.Connection, *, invoice_number: str, customer_id: str | None) -> str | None:
