@@ -126,6 +126,8 @@ async def sweep(request: Request, body: Annotated[SweepRequest | None, Body()] =
     as_of = body.as_of if body and body.as_of else now
     if as_of > now:
         raise HTTPException(422, detail="as_of must not be in the future: cards cannot expire early")
+    if as_of.year < 2000:
+        raise HTTPException(422, detail="as_of must be in the year 2000 or later")
     return SweepOut(as_of=as_of, expired=await ledger.sweep(as_of))
 
 
@@ -221,7 +223,7 @@ async def card_transactions(request: Request, card_id: CardId, limit: Limit = DE
     before = None
     if cursor:
         parts = _decode_cursor(cursor)
-        if len(parts) != 1 or not parts[0].isdigit():
+        if len(parts) != 1 or not parts[0].isdigit() or len(parts[0]) > 18:
             raise HTTPException(422, detail="invalid cursor: pass next_cursor from the previous page unchanged")
         before = int(parts[0])
     page = await ledger_of(request).transactions(card_id, before_seq=before, limit=limit)

@@ -13,7 +13,8 @@ from services.giftcard_ledger.domain import AdjustReason, CardState, CardStatus,
 from services.giftcard_ledger.store import EntryRow
 from shared.contracts.common import CardNumber, Currency, Identifier, Money, PositiveMoney
 
-Note = Annotated[str, Field(min_length=1, max_length=500, description="Free text for the ledger")]
+Note = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$",
+                            description="Free text for the ledger (no control characters)")]
 
 
 class Request(BaseModel):

@@ -181,6 +181,10 @@ async def test_a_refusal_is_an_answer_the_key_remembers_and_nothing_is_half_writ
     ("/v1/gift-cards/{card}/reload", {"amount": "1e3"}, 422, "amount"),
     ("/v1/gift-cards/sweep", {"as_of": "2030-01-01T00:00:00Z"}, 422, "future"),
     ("/v1/gift-cards/sweep", {"as_of": "2026-01-01T00:00:00"}, 422, "as_of"),
+    ("/v1/gift-cards/sweep", {"as_of": "0001-01-02T00:00:00Z"}, 422, "as_of"),
+    ("/v1/gift-cards/{card}/reload", {"amount": "1.00", "reason": "nul\u0000byte"}, 422, "reason"),
+    ("/v1/gift-cards", {"customer_id": "C-1", "amount": "5.00", "currency": "USD", "expires_on": "9999-12-31"},
+     201, "9999-12-31"),
 ])
 async def test_bad_requests_get_a_clear_4xx_and_change_nothing(ledger: Ledger, path: str, body: Any, status: int,
                                                                fragment: str) -> None:
@@ -188,10 +192,11 @@ async def test_bad_requests_get_a_clear_4xx_and_change_nothing(ledger: Ledger, p
     r = await ledger.post(path.format(card=card["card_id"]), body)
     assert r.status_code == status, r.text
     assert fragment in r.text
-    assert r.json()["detail"]
-    assert len(await ledger.fetch("SELECT * FROM cards")) == 1, "nothing half-written"
-    assert len(await ledger.fetch("SELECT * FROM ledger_entries")) == 1, "nothing half-written"
-    assert (await ledger.fetch("SELECT version FROM cards"))[0]["version"] == 1
+    if status >= 400:
+        assert r.json()["detail"]
+        assert len(await ledger.fetch("SELECT * FROM cards")) == 1, "nothing half-written"
+        assert len(await ledger.fetch("SELECT * FROM ledger_entries")) == 1, "nothing half-written"
+        assert (await ledger.fetch("SELECT version FROM cards"))[0]["version"] == 1
 
 
 async def test_writes_need_an_idempotency_key_and_the_manage_scope(stack: Stack, topics: str, isolation: str,
@@ -238,8 +243,13 @@ async def test_transactions_newest_first_in_pages(ledger: Ledger) -> None:
     assert seen[0]["amount"] == "-6.00"
     capped = await ledger.http.get(f"/v1/gift-cards/{cid}/transactions?limit=1000", headers=ledger.auth)
     assert capped.status_code == 422
-    bad = await ledger.http.get(f"/v1/gift-cards/{cid}/transactions?cursor=nonsense!", headers=ledger.auth)
-    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    for cursor in ("nonsense!", "WyI5OTk5OTk5OTk5OTk5OTk5OTk5OTk5Il0", "WyItMSJd"):  # junk, ["9999...9"], ["-1"]
+        bad = await ledger.http.get(f"/v1/gift-cards/{cid}/transactions?cursor={cursor}", headers=ledger.auth)
+        assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    for path in ("/v1/customers/C-1/gift-cards", "/v1/gift-cards/expiring"):
+        for cursor in ("WyJ4Il0", "WyIyMDI2LTAxLTAxIl0", "bm90IGpzb24"):  # ["x"], ["2026-01-01"], not json
+            bad = await ledger.http.get(path, params={"cursor": cursor}, headers=ledger.auth)
+            assert bad.status_code == 422 and "cursor" in bad.json()["detail"], (path, cursor, bad.text)
     unknown = await ledger.http.get("/v1/gift-cards/gc_BBBBBBBBBBBBBBBBBBBBBB/transactions", headers=ledger.auth)
     assert unknown.status_code == 404
 
