@@ -37,7 +37,33 @@ def create_http_app(
     _refuse_card_numbers_in_paths(app)
     _add_request_metrics(app, service)
     _add_error_handlers(app)
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The OpenAPI document describes the 422 these services really send (``detail`` a sentence, ``errors`` a
+    list of field/message pairs), not FastAPI's default shape, so clients and schema checks can rely on it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "HTTPValidationError" in components:
+            components["HTTPValidationError"] = {
+                "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+                "properties": {
+                    "detail": {"type": "string", "title": "Detail"},
+                    "errors": {"type": "array", "title": "Errors", "items": {
+                        "type": "object", "required": ["field", "message"],
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+                },
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def add_check(app: FastAPI, name: str, check: Check) -> None:
