@@ -102,6 +102,8 @@ def check_terms(terms: CouponTerms) -> CouponTerms:
     value = terms.discount_value
     if not value.is_finite():
         raise InvalidCoupon("discount_value", "must be a number")
+    if abs(value) >= 10**12:  # beyond any discount, and too many digits to be quantized to cents (a 500, before)
+        raise InvalidCoupon("discount_value", "is far too large")
     if value != value.quantize(CENT):
         raise InvalidCoupon("discount_value", "at most two decimal places")
     currency = terms.currency
