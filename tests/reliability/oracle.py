@@ -45,6 +45,7 @@ class Expected:
     voided: set[str] = field(default_factory=set)
     returned_total: dict[str, Decimal] = field(default_factory=dict)  # original invoice -> refunds
     applied: int = 0  # distinct valid events
+    mentioned: set[str] = field(default_factory=set)  # customers named by any sales or CRM event
 
     # --- what the services must hold -------------------------------------------------------------------------
 
@@ -100,6 +101,8 @@ def compute(log: list[tuple[str, bytes | None, bytes]], prefix: str) -> Expected
         seen.add(event["event_id"])
         exp.applied += 1
         kind = event["event_type"]
+        if logical in (topics.POS_SALES, topics.CRM_CUSTOMERS) and event.get("customer_id"):
+            exp.mentioned.add(event["customer_id"])
         if logical == topics.POS_GIFTCARD_ACTIVITY:
             exp.rejections += _giftcard(exp, event, policy)
         elif kind == "coupon.redeemed":
@@ -118,7 +121,7 @@ def compute(log: list[tuple[str, bytes | None, bytes]], prefix: str) -> Expected
                 original = event["original_invoice_number"]
                 exp.returned_total[original] = exp.returned_total.get(original, Decimal(0)) + Decimal(
                     event["refund_total"])
-        elif kind == "customer.registered":
+        elif kind.startswith("customer."):  # the engine knows a customer from any CRM event
             exp.customers.add(event["customer_id"])
     for pair, row in exp.redemptions.items():
         row["reversed"] = pair in reversals or pair[0] in voided
