@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild-sizes", help="override the rebuild sizes, e.g. 50000,100000")
     parser.add_argument("--json", type=Path, help="where to write the figures")
     parser.add_argument("--doc", type=Path, help="where to write the Markdown report")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite the Markdown report and plots from the JSON")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.backfill_customers:
@@ -181,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, rebuild_sizes=tuple(int(x) for x in args.rebuild_sizes.split(",")))
     json_path = args.json or ROOT / "bench" / "results" / ("quick.json" if args.quick else "latest.json")
     doc_path = args.doc or (ROOT / "bench" / "results" / "quick.md" if args.quick else ROOT / "docs" / "benchmarks.md")
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    results = runner(main_async(sizes, args.quick, set(args.only) if args.only else None))
+    if args.render_only:
+        import orjson
+        results = orjson.loads(json_path.read_bytes())
+    else:
+        try:
+            import uvloop
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        results = runner(main_async(sizes, args.quick, set(args.only) if args.only else None))
     images_dir = doc_path.parent / doc_path.stem
     images = [str(p.relative_to(doc_path.parent)) for p in plots(results, images_dir)]
     doc_path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     notes = analysis.read_text() if analysis.exists() else ""
     json_name = str(json_path.relative_to(ROOT)) if json_path.is_relative_to(ROOT) else str(json_path)
     doc_path.write_text(render_markdown(results, images, notes, json_name))
+    if args.render_only:
+        print(f"[bench] wrote {doc_path}")
+        return 0
     try:
         write_json(results, json_path)
     except ValueError as exc:  # a step failed: keep what was measured, say so
