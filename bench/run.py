@@ -40,7 +40,7 @@ class Sizes:
 
 
 FULL = Sizes(passthrough_events=200_000, ingest_customers=4_000, ingest_days=180, probes=300, read_seconds=15,
-             backfill_customers=MILLION, rebuild_sizes=(50_000, 100_000), redis_docs=50_000)
+             backfill_customers=MILLION, rebuild_sizes=(20_000, 40_000), redis_docs=50_000)
 QUICK = Sizes(passthrough_events=20_000, ingest_customers=600, ingest_days=90, probes=40, read_seconds=4,
               backfill_customers=20_000, rebuild_sizes=(1_000, 2_000), redis_docs=5_000)
 TAB_BYTES = 2_000  # a typical tab's JSON answer and stored document
