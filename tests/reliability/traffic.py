@@ -68,7 +68,11 @@ def poison(rng: random.Random, n: int, prefix: str) -> Log:
     for i in range(n):
         topic = names[i % len(names)]
         body = {"event_id": f"00000000-0000-4000-8000-{i:012d}", "schema_version": 1,
-                "occurred_at": "2026-11-30T10:00:00+00:00", "store_id": "S-001", **good[topic]}
+                "occurred_at": "2026-11-30T10:00:00+00:00",
+                "store_id": None if topic == topics.CRM_CUSTOMERS else "S-001", **good[topic]}
+        for field in ("invoice_number", "customer_id"):  # every poison message distinct
+            if field in body:
+                body[field] = f"{body[field]}-{i}"
         kind = i % 5
         if kind == 0:
             value = b"{not json" + str(i).encode()
