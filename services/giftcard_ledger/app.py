@@ -18,10 +18,10 @@ from faststream.specification import AsyncAPI
 
 from services.giftcard_ledger.api import router
 from services.giftcard_ledger.cardnumbers import CardNumberHasher
-from services.giftcard_ledger.clock import Clock, SystemClock
 from services.giftcard_ledger.config import Settings
 from services.giftcard_ledger.domain import Policy
 from services.giftcard_ledger.handlers import GiftCardLedger, IdempotencyMismatch
+from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.contracts.domain import GiftCardActivityRejected, GiftCardChanged
 from shared.contracts.pos import GiftCardEvent

@@ -16,7 +16,6 @@ import structlog
 
 from services.giftcard_ledger import cardnumbers, store
 from services.giftcard_ledger.cardnumbers import CardNumberHasher, normalize
-from services.giftcard_ledger.clock import Clock
 from services.giftcard_ledger.domain import (
     AdjustReason,
     Context,
@@ -30,6 +29,7 @@ from services.giftcard_ledger.domain import (
 )
 from services.giftcard_ledger.schemas import CardOut, EntryOut
 from shared import inbox, metrics, outbox
+from shared.clock import Clock
 from shared.consumer import Delivery
 from shared.contracts import domain as contracts
 from shared.contracts import topics

@@ -12,10 +12,10 @@ from faststream.specification import AsyncAPI
 
 from services.segment_engine import store
 from services.segment_engine.api import build_router
-from services.segment_engine.clock import Clock, SystemClock
 from services.segment_engine.config import Settings
 from services.segment_engine.handlers import SegmentEngine
 from services.segment_engine.jobs import JobRunner
+from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.contracts.domain import CustomerSegmentsChanged
 from shared.contracts.pos import CustomerEvent, SaleEvent

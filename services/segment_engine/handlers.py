@@ -22,12 +22,12 @@ import yaml
 from prometheus_client import Counter
 
 from services.segment_engine import domain, store
-from services.segment_engine.clock import Clock, business_day
 from services.segment_engine.compiler import CompiledRule, compile_rule
 from services.segment_engine.domain import Membership, Reason
 from services.segment_engine.rules import RuleError, canonical, parse_rule
 from services.segment_engine.sqlgen import evaluation_query
 from shared import inbox
+from shared.clock import Clock, business_day
 from shared.consumer import Delivery
 from shared.contracts.pos import (
     CustomerLoyaltyTierChanged,

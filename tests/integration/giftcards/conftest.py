@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from services.giftcard_ledger.app import create_app
-from services.giftcard_ledger.clock import FixedClock
 from services.giftcard_ledger.config import Settings
+from shared.clock import FixedClock
 from shared.contracts import topics as t
 from tests.conftest import POS_EXAMPLES, Stack
 from tests.helpers import eventually, publish, read_topic, running

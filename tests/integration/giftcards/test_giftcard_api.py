@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from services.giftcard_ledger.cardnumbers import luhn_valid
-from services.giftcard_ledger.clock import FixedClock
+from shared.clock import FixedClock
 from shared.contracts import topics as t
 from tests.conftest import Stack
 from tests.integration.giftcards.conftest import Ledger, card_number, start_ledger

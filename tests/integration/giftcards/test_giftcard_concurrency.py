@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import httpx
 
-from services.giftcard_ledger.clock import FixedClock
+from shared.clock import FixedClock
 from tests.conftest import Stack
 from tests.integration.giftcards.conftest import card_number, pos_event, start_ledger
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from services.giftcard_ledger.clock import FixedClock
+from shared.clock import FixedClock
 from shared.contracts import topics as t
 from tests.conftest import Stack
 from tests.helpers import eventually

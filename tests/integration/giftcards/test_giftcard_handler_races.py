@@ -18,9 +18,9 @@ import pytest
 from services.giftcard_ledger import cardnumbers, store
 from services.giftcard_ledger.app import MIGRATIONS
 from services.giftcard_ledger.cardnumbers import CardNumberHasher
-from services.giftcard_ledger.clock import FixedClock
 from services.giftcard_ledger.domain import Context, GiftCard, Policy
 from services.giftcard_ledger.handlers import GiftCardLedger
+from shared.clock import FixedClock
 from shared.consumer import Delivery
 from shared.contracts import topics
 from shared.contracts.pos import GiftCardActivated, GiftCardRedeemed

@@ -4,7 +4,7 @@ the current key, and a number cannot be issued twice across keys."""
 from __future__ import annotations
 
 from services.giftcard_ledger.cardnumbers import key_version
-from services.giftcard_ledger.clock import FixedClock
+from shared.clock import FixedClock
 from tests.conftest import Stack
 from tests.integration.giftcards.conftest import card_number, pos_event, start_ledger
 

@@ -21,7 +21,6 @@ from hypothesis.stateful import run_state_machine_as_test
 from services.giftcard_ledger import cardnumbers
 from services.giftcard_ledger.app import MIGRATIONS
 from services.giftcard_ledger.cardnumbers import CardNumberHasher
-from services.giftcard_ledger.clock import FixedClock
 from services.giftcard_ledger.domain import (
     AdjustReason,
     Entry,
@@ -31,6 +30,7 @@ from services.giftcard_ledger.domain import (
     Rejected,
 )
 from services.giftcard_ledger.handlers import GiftCardLedger, IdempotentRequest, Outcome
+from shared.clock import FixedClock
 from shared.consumer import Delivery
 from shared.contracts import topics
 from shared.contracts.pos import GiftCardActivated, GiftCardRedeemed, GiftCardRefunded, GiftCardReloaded

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import orjson
 
-from services.giftcard_ledger.clock import FixedClock
 from shared import metrics
+from shared.clock import FixedClock
 from shared.contracts import topics as t
 from tests.conftest import Stack
 from tests.integration.giftcards.conftest import Ledger, card_number, pos_event, start_ledger

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.segment_engine.app import create_app
-from services.segment_engine.clock import FixedClock
 from services.segment_engine.config import Settings
+from shared.clock import FixedClock
 from shared.contracts import topics as t
 from shared.contracts.codec import decode
 from shared.contracts.domain import CustomerSegmentsChanged

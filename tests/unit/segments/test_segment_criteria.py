@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.segment_engine.clock import business_day
 from services.segment_engine.compiler import compile_rule
 from services.segment_engine.facts import CustomerFacts, InvoiceFact
+from shared.clock import business_day
 
 NY = ZoneInfo("America/New_York")
 TODAY = date(2026, 6, 15)

@@ -1,9 +1,10 @@
-"""Time as a port: the service asks a ``Clock``; tests pass a ``FixedClock`` they move by hand."""
+"""Time as a port: services ask a ``Clock``; tests pass a ``FixedClock`` they move by hand."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -30,4 +31,13 @@ class FixedClock:
         self.moment += delta
 
     def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("the clock needs a timezone-aware moment")
         self.moment = moment
+
+
+def business_day(moment: datetime, tz: ZoneInfo) -> date:
+    """The retailer's calendar day of an instant: ``occurred_at`` converted to the business time zone."""
+    if moment.tzinfo is None:
+        raise ValueError("business_day needs a timezone-aware moment")
+    return moment.astimezone(tz).date()
