@@ -266,12 +266,14 @@ class _Generator:
                   invoice_number=self.invoice("RET"), original_invoice_number=invoice)
 
     def disorder(self) -> None:
-        """Time order, then some events late (moved later in the stream) and some published twice."""
+        """Time order, then some sale, coupon and CRM events late (moved later in the stream), and some
+        events published twice."""
         self.messages = [m for m in self.messages if m.occurred <= self.c.now]
         self.messages.sort(key=lambda m: m.occurred)
         out = list(self.messages)
         for i in range(len(out) - 1, -1, -1):
-            if self.rng.random() < self.c.late_rate:
+            # Gift card activity stays in order: a till cannot spend a card before it sold it.
+            if self.rng.random() < self.c.late_rate and out[i].topic != topics.POS_GIFTCARD_ACTIVITY:
                 late = out.pop(i)
                 out.insert(min(len(out), i + self.rng.randrange(2, 50)), late)
         final: list[Message] = []
