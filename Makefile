@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := $(BIN)/python deploy/local/stack.py
 
-.PHONY: help venv up down status demo test test-unit lint contracts asyncapi clean
+.PHONY: help venv up down status demo test test-unit lint contracts clean bench bench-quick reliability
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,15 @@ demo: up  ## the whole stack, then the URL of a customer's Marketing tab
 test: up  ## unit, integration and end-to-end tests on the real stack (starts it if needed)
 	$(STACK) install-browser
 	set -a; . .local/stack.env; set +a; $(BIN)/pytest -q -p no:cacheprovider
+
+reliability: up  ## the full-sized fault-tolerance suite (50,000 events, 20+ kills per service, ...)
+	set -a; . .local/stack.env; set +a; RELIABILITY_SCALE=full $(BIN)/pytest -q -p no:cacheprovider tests/reliability
+
+bench: up  ## the benchmarks: bench/results/latest.json and docs/benchmarks.md
+	set -a; . .local/stack.env; set +a; $(BIN)/python -m bench.run
+
+bench-quick: up  ## a quick smoke run of the benchmarks (small sizes)
+	set -a; . .local/stack.env; set +a; $(BIN)/python -m bench.run --quick
 
 test-unit: venv  ## the fast tests only (no servers)
 	$(BIN)/pytest -q tests/unit
