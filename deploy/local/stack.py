@@ -369,7 +369,7 @@ def prepare_kafka_and_db(env: dict[str, str]) -> None:
 
 def start_services(env: dict[str, str]) -> list[str]:
     started = []
-    for name, (port, _) in SERVICES.items():
+    for name in SERVICES:
         if pid_of(name) is not None:
             continue
         spawn(name, [str(PYTHON), "-m", f"services.{name}", "serve"], marker=f"services.{name}",
