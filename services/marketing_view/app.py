@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from services.marketing_view import domain, metrics, pages
 from services.marketing_view.config import Settings
@@ -26,6 +26,7 @@ from services.marketing_view.keys import KeySpace
 from services.marketing_view.projection import Projector
 from services.marketing_view.rebuild import Progress, RebuildBusy, Rebuilder
 from services.marketing_view.schemas import MarketingTab
+from services.marketing_view.scripts import AnyRedis
 from services.marketing_view.views import ReadModelUnavailable, TabReader, TabSettings
 from services.marketing_view.web import SESSION_COOKIE, LoginRequired, ReadOnly, Sessions, page_principal
 from shared.auth import Principal, Scope, require
@@ -48,11 +49,14 @@ PAGE_HEADERS = {
 log = structlog.get_logger(__name__)
 
 
-def open_redis(settings: Settings) -> Redis:
+def open_redis(settings: Settings) -> AnyRedis:
+    """One Redis, or a Redis Cluster (every script touches one slot; pipelines may span slots)."""
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
     return Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15)
 
 
-def make_rebuilder(settings: Settings, redis: Redis, model: ReadModel | None,
+def make_rebuilder(settings: Settings, redis: AnyRedis, model: ReadModel | None,
                    on_progress: object = None) -> Rebuilder:
     keys = KeySpace(settings.key_prefix)
     return Rebuilder(settings=settings, redis=redis, keys=keys, projector=Projector(redis, keys), model=model,
@@ -62,7 +66,7 @@ def make_rebuilder(settings: Settings, redis: Redis, model: ReadModel | None,
 class AutoRebuild:
     """Starts a rebuild when the watchdog finds no read model (first start, or Redis lost its data)."""
 
-    def __init__(self, settings: Settings, redis: Redis, model: ReadModel) -> None:
+    def __init__(self, settings: Settings, redis: AnyRedis, model: ReadModel) -> None:
         self._settings = settings
         self._redis = redis
         self._model = model

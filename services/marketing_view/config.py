@@ -11,6 +11,7 @@ class Settings(CommonSettings):
 
     http_port: int = Field(8084, description="HTTP port of the read API and the tab page")
     consumer_group: str = Field("marketing_view", description="Kafka consumer group of the live projection")
+    redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster (keys are slot-safe)")
     key_prefix: str = Field("mv", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
                             description="Prefix of every Redis key this service writes")
     invoice_url_template: str = Field(

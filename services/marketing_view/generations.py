@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 import structlog
-from redis.asyncio import Redis
 
 from services.marketing_view import metrics
 from services.marketing_view.keys import KeySpace
+from services.marketing_view.scripts import AnyRedis
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +27,7 @@ NO_MODEL = "no read model in Redis (first start, or Redis lost its data)"
 
 
 class ReadModel:
-    def __init__(self, redis: Redis, keys: KeySpace, *, interval_s: float, cleanup_grace_s: float) -> None:
+    def __init__(self, redis: AnyRedis, keys: KeySpace, *, interval_s: float, cleanup_grace_s: float) -> None:
         self._redis = redis
         self.keys = keys
         self.interval_s = interval_s
@@ -161,7 +161,7 @@ class ReadModel:
                 pass
 
 
-async def delete_other_generations(redis: Redis, keys: KeySpace, *, keep: set[str]) -> int:
+async def delete_other_generations(redis: AnyRedis, keys: KeySpace, *, keep: set[str]) -> int:
     """UNLINK every key of this key space that belongs to no kept generation (control keys stay)."""
     removed = 0
     batch: list[bytes] = []

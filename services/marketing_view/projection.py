@@ -18,10 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.marketing_view import domain, metrics, scripts
 from services.marketing_view.keys import KeySpace
+from services.marketing_view.scripts import AnyRedis
 from shared.contracts.domain import (
     CouponRedemptionRecorded,
     CustomerCouponInsightsChanged,
@@ -49,7 +48,7 @@ class Applied:
 
 
 class Projector:
-    def __init__(self, redis: Redis, keys: KeySpace) -> None:
+    def __init__(self, redis: AnyRedis, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
 

@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from redis.asyncio import Redis
 
 from services.marketing_view import metrics, scripts
 from services.marketing_view.generations import ReadModel, delete_other_generations
 from services.marketing_view.keys import KeySpace, new_generation
 from services.marketing_view.projection import Projector
+from services.marketing_view.scripts import AnyRedis
 from shared.contracts import topics
 from shared.contracts.codec import ContractViolation, decode
 from shared.settings import CommonSettings
@@ -67,7 +67,7 @@ class Progress:
 
 
 class Rebuilder:
-    def __init__(self, *, settings: CommonSettings, redis: Redis, keys: KeySpace, projector: Projector,
+    def __init__(self, *, settings: CommonSettings, redis: AnyRedis, keys: KeySpace, projector: Projector,
                  model: ReadModel | None, settle_s: float, batch_records: int = 5000,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
         self._settings = settings

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 _VERSION = """
@@ -203,16 +203,19 @@ ALL = {
 }
 SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in ALL.items()}
 
+AnyRedis = Redis | RedisCluster
+"""A single Redis or a Redis Cluster: the code below works with both."""
+
 Call = tuple[str, Sequence[str], Sequence[Any]]
 """(script name, keys, args)"""
 
 
-async def load(redis: Redis) -> None:
+async def load(redis: AnyRedis) -> None:
     for source in ALL.values():
         await redis.script_load(source)
 
 
-async def run(redis: Redis, calls: Sequence[Call], *, before: Callable[[Any], None] | None = None) -> list[Any]:
+async def run(redis: AnyRedis, calls: Sequence[Call], *, before: Callable[[Any], None] | None = None) -> list[Any]:
     """Run the scripts in one pipeline (one round trip); reload them once if Redis forgot them.
 
     ``before`` may add plain commands at the start of the pipeline; their results come first.
@@ -222,7 +225,7 @@ async def run(redis: Redis, calls: Sequence[Call], *, before: Callable[[Any], No
         if before is not None:
             before(pipe)
         for name, keys, args in calls:
-            pipe.evalsha(SHA[name], len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", SHA[name], len(keys), *keys, *args)  # also on a cluster pipeline
         results = await pipe.execute(raise_on_error=False)
         missing = any(isinstance(r, NoScriptError) or (isinstance(r, ResponseError) and "NOSCRIPT" in str(r))
                       for r in results)

@@ -13,13 +13,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.marketing_view import domain, scripts
 from services.marketing_view.generations import ReadModel
 from services.marketing_view.keys import KeySpace
+from services.marketing_view.scripts import AnyRedis
 
 
 class ReadModelUnavailable(RuntimeError):
@@ -39,7 +39,7 @@ class TabSettings:
 
 
 class TabReader:
-    def __init__(self, redis: Redis, keys: KeySpace, model: ReadModel, settings: TabSettings) -> None:
+    def __init__(self, redis: AnyRedis, keys: KeySpace, model: ReadModel, settings: TabSettings) -> None:
         self._redis = redis
         self._keys = keys
         self._model = model

@@ -17,7 +17,7 @@ from services.marketing_view.rebuild import RebuildBusy
 from tests.conftest import ROOT, Stack
 from tests.helpers import eventually
 from tests.integration.view.builders import card, publish_domain, redemption, segments
-from tests.integration.view.conftest import View
+from tests.integration.view.conftest import View, drained
 
 CUSTOMERS = [f"C-RB-{i:03d}" for i in range(40)]
 
@@ -62,6 +62,7 @@ async def test_rebuild_while_serving_and_while_events_arrive(view: View, stack: 
                 and [g["card_id"] for g in first["gift_cards"]] == ["gc-rb-0"])
 
     await eventually(all_applied, timeout_s=30, what="history applied")
+    await drained(stack, topics, view.settings.consumer_group)
     before = await snapshot(view)
     old_generation = view.model.current
     keys = KeySpace(view.settings.key_prefix)
