@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -29,11 +30,12 @@ from services.marketing_view.schemas import MarketingTab
 from services.marketing_view.scripts import AnyRedis
 from services.marketing_view.views import ReadModelUnavailable, TabReader, TabSettings
 from services.marketing_view.web import SESSION_COOKIE, LoginRequired, ReadOnly, Sessions, page_principal
-from shared.auth import Principal, Scope, require
+from shared.auth import Principal, Scope
 from shared.consumer import Delivery
 from shared.contracts import topics
 from shared.contracts.domain import CouponDomainEvent, GiftCardDomainEvent, SegmentDomainEvent
 from shared.http import add_check, create_http_app
+from shared.ratelimit import limited
 from shared.runtime import add_runtime_checks, open_runtime
 
 NAME = "marketing_view"
@@ -175,7 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
                         304: {"description": "Not modified (If-None-Match)"}, 400: {"description": "Malformed id"},
                         503: {"description": "The read model is being (re)built"}})
     async def customer_marketing(
-        customer_id: str, request: Request, _: Annotated[Principal, Depends(require(Scope.READ))],
+        customer_id: str, request: Request, _: Annotated[Principal, Depends(limited(Scope.READ))],
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
         limit: Annotated[int | None, Query(ge=1, description="Coupon rows per page (default 20, max 100)")] = None,
     ) -> Response:
@@ -218,12 +220,16 @@ def create_app(settings: Settings) -> FastAPI:
                                 httponly=True, samesite="lax", secure=request.url.scheme == "https")
             return response
         try:
-            page_principal(request, sessions)
+            principal = page_principal(request, sessions)
         except LoginRequired as exc:
             return html(401, "Sign in", f"{exc.detail[:1].upper()}{exc.detail[1:]}: enter an API key with the "
                         "'read' scope.", login=path, extra_headers={"WWW-Authenticate": "Bearer"})
         except HTTPException as exc:
             return html(exc.status_code, "Not allowed", str(exc.detail))
+        wait = request.app.state.rate_limiter.take(principal.key_id)  # the same per-key budget as the JSON API
+        if wait > 0:
+            return html(429, "Too many requests", "This API key sent too many requests; try again in a moment.",
+                        extra_headers={"Retry-After": str(max(1, math.ceil(wait)))})
         if not CUSTOMER_ID.match(customer_id):
             return html(400, "Bad customer id", BAD_CUSTOMER_ID)
         try:

@@ -28,11 +28,7 @@ def _client(service: str) -> httpx.AsyncClient:
                              base_url="http://service")
 
 
-# marketing_view's wiring (its read API: `limited(Scope.READ)`; its page: a token taken after page_principal) waits
-# for another task's changes to its app.py to land; strict, so these cases fail as soon as it is done.
-PENDING = pytest.mark.xfail(strict=True, reason="marketing_view is not rate-limited yet (docs/security.md §4)")
-CASES = [pytest.param(s, m, p, marks=[PENDING] if s == "marketing_view" else [], id=f"{s} {m} {p}")
-         for s, ops in LIMITED.items() for m, p in ops]
+CASES = [pytest.param(s, m, p, id=f"{s} {m} {p}") for s, ops in LIMITED.items() for m, p in ops]
 
 
 @pytest.mark.parametrize(("service", "method", "path"), CASES)
