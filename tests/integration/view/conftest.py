@@ -212,8 +212,8 @@ def socket_connect(port: int):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server = PrivateRedis(str(tmp_path))
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
@@ -255,8 +255,8 @@ class PrivateCluster:
 @pytest.fixture
 def private_cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
     cluster = PrivateCluster(tmp_path)
-    cluster.start()
     try:
+        cluster.start()
         yield cluster
     finally:
         cluster.stop()
