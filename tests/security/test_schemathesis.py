@@ -31,7 +31,7 @@ from shared.topology import topic_configs, topic_specs
 from tests.conftest import Stack
 from tests.security.apps import ALL_KEY, SERVICES, build
 
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 AUTH = {"Authorization": f"Bearer {ALL_KEY}"}
 
 
