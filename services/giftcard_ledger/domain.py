@@ -230,9 +230,10 @@ class GiftCard:
         return status_of(self.state, self.current_balance, self.expires_on, moment, tz)
 
     def is_expired_at(self, moment: datetime, tz: ZoneInfo) -> bool:
-        return self.state is CardState.EXPIRED or (
-            self.expires_on is not None and self.expires_on < moment.astimezone(tz).date()
-        )
+        """Expired at ``moment``: by its date, or by an expiry (staff, sweep) that took effect by then. A POS event
+        that happened before the expiry but arrives after the sweep ran is judged as of when it happened."""
+        expired_by_entry = self.state is CardState.EXPIRED and (self.expired_at is None or self.expired_at <= moment)
+        return expired_by_entry or (self.expires_on is not None and self.expires_on < moment.astimezone(tz).date())
 
     def issue_date(self, tz: ZoneInfo) -> date:
         return self.issued_at.astimezone(tz).date()
