@@ -53,7 +53,9 @@ class CommonSettings(BaseSettings):
         100, gt=0, validation_alias=AliasChoices("MARKETING_RATE_LIMIT_BURST"),
         description="Requests a key may send at once before the per-second rate applies",
     )
-    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR")
+    log_level: str = Field(
+        "INFO", validation_alias=AliasChoices("LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR"
+    )
     http_host: str = Field(
         "127.0.0.1", validation_alias=AliasChoices("HTTP_HOST"),
         description="Address the HTTP server binds (0.0.0.0 in containers)",
