@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -125,6 +126,11 @@ class ConsumerRuntime:
             await self._with_retry(lambda: self._dead_letter(logical, dead))
         if deliveries:
             await self._apply(logical, deliveries)
+            log.info("batch applied", topic=logical, partition=tp.partition, offsets=f"{records[0].offset}-"
+                     f"{records[-1].offset}", events=len(deliveries),
+                     event_ids=[str(d.event.event_id) for d in deliveries[:100]])
+        if self._settings.fault_pause_before_commit_s:
+            await asyncio.sleep(self._settings.fault_pause_before_commit_s)
         await self._commit(tp, records[-1].offset + 1)
         self._report_lag(tp, records[-1].offset + 1)
         elapsed = time.perf_counter() - started
@@ -144,6 +150,8 @@ class ConsumerRuntime:
                 try:
                     await self._with_retry(lambda d=d: handler([d]))  # type: ignore[misc]
                 except _PermanentFailure as failure:
+                    log.error("event failed for good", topic=logical, event_id=str(d.event.event_id),
+                              event_type=getattr(d.event, "event_type", "?"), offset=d.offset)
                     poisoned.append((d, f"processing failed: {failure.cause!r}"))
             if poisoned:
                 await self._with_retry(lambda: self._dead_letter(logical, poisoned))
@@ -185,7 +193,7 @@ class ConsumerRuntime:
             ))
             metrics.EVENTS_DEAD_LETTERED.labels(self._service, logical, reason.split(":", 1)[0][:60]).inc()
             log.warning("message dead-lettered", topic=logical, partition=item.partition, offset=item.offset,
-                        reason=reason[:300])
+                        event_id=_event_id_of(item), reason=reason[:300])
         await asyncio.gather(*futures)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
@@ -225,3 +233,15 @@ def _raw(item: Any) -> tuple[bytes | None, bytes | None]:
     if isinstance(item, Delivery):
         return item.raw, item.key
     return item.value, item.key
+
+
+def _event_id_of(item: Any) -> str | None:
+    """The event id of a dead letter, when it has one (never anything else of its payload)."""
+    if isinstance(item, Delivery):
+        return str(item.event.event_id)
+    try:
+        value = orjson.loads(item.value) if item.value else None
+    except orjson.JSONDecodeError:
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id[:64] if isinstance(event_id, str) else None

@@ -53,6 +53,11 @@ class CommonSettings(BaseSettings):
         100, gt=0, validation_alias=AliasChoices("MARKETING_RATE_LIMIT_BURST"),
         description="Requests a key may send at once before the per-second rate applies",
     )
+    fault_pause_before_commit_s: float = Field(
+        0, ge=0, le=5, validation_alias=AliasChoices("MARKETING_FAULT_PAUSE_BEFORE_COMMIT_S"),
+        description="Testing only: pause between the database commit and the offset commit, widening the window "
+        "that the crash tests aim their kill -9 at. Keep 0 in production",
+    )
     log_level: str = Field(
         "INFO", validation_alias=AliasChoices("LOG_LEVEL"), description="DEBUG, INFO, WARNING, ERROR"
     )

@@ -168,7 +168,8 @@ class Rebuilder:
             self.progress.total = sum(end[tp] - begin[tp] for tp in partitions)
             self.progress.phase = "replaying"
             await self._report()
-            await consumer.seek_to_beginning(*partitions)
+            for tp in partitions:  # explicit positions: seek_to_beginning proved unreliable after end_offsets
+                consumer.seek(tp, begin[tp])
             pending = {tp for tp in partitions if end[tp] > begin[tp]}
             checked = time.monotonic()
             while pending:

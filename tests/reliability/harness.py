@@ -135,6 +135,9 @@ class World:
             "MARKETING_RATE_LIMIT_PER_S": "100000", "MARKETING_RATE_LIMIT_BURST": "100000",
             "GIFTCARD_LEDGER_CARD_HMAC_KEY": self.hmac_key,
             "SEGMENT_ENGINE_SWEEP_ON_START": "false",
+            # Widen the window between the database commit and the offset commit, so that a good share of
+            # the random kills land in it (the crash scenario counts them).
+            "MARKETING_FAULT_PAUSE_BEFORE_COMMIT_S": os.environ.get("RELIABILITY_COMMIT_PAUSE_S", "0.05"),
         }
         if service != "marketing_view":
             env[f"{service.upper()}_DB_SCHEMA"] = f"{service}_{self.tag}"

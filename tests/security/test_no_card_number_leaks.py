@@ -295,7 +295,9 @@ async def _scan_topics(stack: Stack, needle: re.Pattern[bytes], *, only: str | N
         assert only is None or partitions, f"{only}: no partitions described"
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        beginnings = await consumer.beginning_offsets(partitions)
+        for tp in partitions:  # explicit positions: seek_to_beginning proved unreliable after end_offsets
+            consumer.seek(tp, beginnings[tp])
         remaining = {tp for tp, end in ends.items() if end > 0}
         for tp in list(remaining):
             if await consumer.position(tp) >= ends[tp]:
