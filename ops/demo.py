@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from ops import simulator
 from ops.cli import env, render_tab
@@ -138,11 +137,11 @@ def main() -> None:
     wait_caught_up(e, sim)
     sweep(e)
     chosen = pick(e, sim)
-    table = Table("Customer", "Why", "Marketing tab (HTML)", "JSON", title="Telling customers")
-    for customer, why in chosen:
-        table.add_row(customer, why, f"{e['MARKETING_VIEW_URL']}/customers/{customer}/marketing",
-                      f"{e['MARKETING_VIEW_URL']}/v1/customers/{customer}/marketing")
-    console.print(table)
+    console.rule("Telling customers")
+    for customer, why in chosen:  # plain lines: URLs must not be cut by the terminal's width
+        console.print(f"[bold]{customer}[/bold]  {why}", soft_wrap=True)
+        console.print(f"    tab page  {e['MARKETING_VIEW_URL']}/customers/{customer}/marketing", soft_wrap=True)
+        console.print(f"    JSON      {e['MARKETING_VIEW_URL']}/v1/customers/{customer}/marketing", soft_wrap=True)
     console.print(f"API key (dev, every scope): [bold]{e['MARKETING_API_KEY']}[/bold]  "
                   f"(send 'Authorization: Bearer <key>'; in a browser open the page with ?key=<key> once)")
     if chosen:
