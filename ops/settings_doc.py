@@ -33,6 +33,8 @@ def _table(cls: type[BaseSettings], skip: set[str]) -> list[str]:
             default = "**required**"
         else:
             value = info.get_default(call_default_factory=True)
+            if isinstance(value, Path) and value.is_relative_to(DOC.parents[1]):
+                value = value.relative_to(DOC.parents[1])  # the same text in every checkout
             default = "—" if value in (None, "") else f"`{value}`"
             if "secret" in str(type(value)).lower():
                 default = "—"
