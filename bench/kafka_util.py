@@ -95,16 +95,3 @@ class LagProbe:
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
         return await self.consumer.end_offsets([tp for tps in self.partitions.values() for tp in tps])
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    if not prefix:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
-        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()

@@ -8,9 +8,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bench.kafka_util import Encoded, delete_topics, publish_all, start_producer
+from bench.kafka_util import Encoded, publish_all, start_producer
 from bench.system import Stack
 from shared.contracts.topics import DOMAIN_TOPICS
+from shared.kafka import delete_topics
 
 CUSTOMER = "C-TPLXQXQXQX"
 NUMBER = b"XQXQXQX"

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines
-from bench.kafka_util import delete_topics
 from bench.report import plots, render_markdown, write_json
 from bench.stats import linear_fit, per_item_spread, ratio
 from bench.system import ROOT, Stack, freshness, ingest, machine, pos_mix, read_and_bare_http, service_memory
+from shared.kafka import delete_topics
 
 MILLION = 1_000_000
 LINEAR_SPREAD = 1.25  # time per customer may differ by at most 25% between sizes to extrapolate

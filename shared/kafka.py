@@ -66,3 +66,21 @@ async def ensure_topics(bootstrap: str, specs: dict[str, int], *, config: dict[s
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's or a benchmark's own); returns them.
+
+    Refuses an empty prefix: that would be every topic of the cluster.
+    """
+    if not prefix:
+        raise ValueError("delete_topics needs a non-empty prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+        return mine
+    finally:
+        await admin.close()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.kafka import delete_topics
+
 ROOT = Path(__file__).resolve().parents[1]
 POS_EXAMPLES = ROOT.parent / "shared" / "contracts" / "examples"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -128,17 +130,3 @@ async def topics(stack: Stack, service_env: dict[str, str]) -> AsyncIterator[str
     await ensure_topics(stack.kafka, specs, config=topic_configs(prefix))
     yield prefix
     await delete_topics(stack.kafka, prefix)
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Drop every topic under a test's prefix: thousands of leftover partitions would exhaust the broker."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()

@@ -14,13 +14,13 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from services.giftcard_ledger.app import create_app
 from services.giftcard_ledger.config import Settings
 from shared.clock import FixedClock
 from shared.contracts import topics as t
+from shared.kafka import delete_topics
 from tests.conftest import POS_EXAMPLES, Stack
 from tests.helpers import eventually, publish, read_topic, running
 
@@ -144,24 +144,12 @@ async def drop_schema(stack: Stack, schema: str) -> None:
         await conn.close()
 
 
-async def drop_topics(bootstrap: str, prefix: str) -> None:
-    """Delete the test's own topics: a broker that keeps every test's partitions runs out of heap."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(autouse=True)
 async def _drop_own_topics(request: pytest.FixtureRequest, stack: Stack, isolation: str) -> AsyncIterator[None]:
     """Runs last at teardown (autouse fixtures are set up first): the service has stopped by then."""
     yield
     if "topics" in request.fixturenames:
-        await drop_topics(stack.kafka, f"t{isolation}.")
+        await delete_topics(stack.kafka, f"t{isolation}.")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.segment_engine.app import create_app
 from services.segment_engine.config import Settings
@@ -23,6 +22,7 @@ from shared.clock import FixedClock
 from shared.contracts import topics as t
 from shared.contracts.codec import decode
 from shared.contracts.domain import CustomerSegmentsChanged
+from shared.kafka import delete_topics
 from tests.conftest import Stack
 from tests.helpers import eventually, publish, read_topic, running
 
@@ -212,21 +212,7 @@ async def engine(stack: Stack, prefix: str, isolation: str, *, defaults: bool = 
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
                 await conn.close()
-            await drop_topics(stack.kafka, prefix)
-
-
-async def drop_topics(bootstrap: str, prefix: str) -> None:
-    """Delete the test's own topics: a broker that keeps every test's partitions forever runs out of heap."""
-    if not prefix:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
-        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+            await delete_topics(stack.kafka, prefix)
 
 
 def money(value: str) -> Decimal:

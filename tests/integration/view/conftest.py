@@ -93,18 +93,12 @@ async def serving(settings: Settings, api_key: str) -> AsyncIterator[View]:
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:
     """Drop the topics of a test's prefix: thousands of leftover partitions exhaust a small broker's heap."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from shared.kafka import delete_topics as delete
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:
-        await admin.start()
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
+        await delete(bootstrap, prefix)
     except Exception as exc:  # best effort: never fail a test for its clean-up
         print(f"could not delete the test's topics: {exc!r}")
-    finally:
-        await admin.close()
 
 
 async def drained(stack: Stack, prefix: str, group: str, timeout_s: float = 30) -> None:
