@@ -10,10 +10,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.kafka_util import delete_topics
 from bench.system import Stack
 from shared.contracts.topics import all_topics
-from shared.kafka import ensure_topics
+from shared.kafka import delete_topics, ensure_topics
 
 INVOICES_PER_CUSTOMER = 5
 THRESHOLDS = ("1000.00", "1200.00")

@@ -22,10 +22,10 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench import rebuild as rb
-from bench.kafka_util import GROUP_TOPICS, LagProbe, delete_topics, publish_all, start_producer
+from bench.kafka_util import GROUP_TOPICS, LagProbe, publish_all, start_producer
 from bench.system import ROOT, Stack, pos_mix
 from shared.contracts.topics import DOMAIN_TOPICS, all_topics
-from shared.kafka import ensure_topics
+from shared.kafka import delete_topics, ensure_topics
 
 
 def _report(profile: cProfile.Profile, title: str, seconds: float, events: int) -> str:
