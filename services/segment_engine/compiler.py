@@ -67,9 +67,11 @@ class CompiledRule:
     parts: list[ir.Part]
     metrics: list[ir.Metric]
 
-    def evaluate(self, facts: CustomerFacts, today: date) -> str | None:
-        """The explanation when the rule matches the customer as of ``today``; None when it does not."""
-        env = ir.Env(today, ir.compute_metrics(self.metrics, facts, today))
+    def evaluate(self, facts: CustomerFacts, today: date, values: dict[ir.Metric, Any] | None = None) -> str | None:
+        """The explanation when the rule matches the customer as of ``today``; None when it does not.
+
+        ``values``: the customer's metrics computed already (a superset of this rule's, same ``today``)."""
+        env = ir.Env(today, ir.compute_metrics(self.metrics, facts, today) if values is None else values)
         if not ir.holds(self.pred, env):
             return None
         return ir.explain(self.parts, env)

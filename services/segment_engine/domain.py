@@ -110,6 +110,9 @@ def blank(segment_id: str, customer_id: str) -> Membership:
 def evaluate(current: Membership, notes: str | None, today: date, *, entered: Reason, left: Reason
              ) -> tuple[Membership, Transition | None]:
     """The rule was evaluated: it matches with explanation ``notes``, or not (None)."""
+    if (current.rule_match == (notes is not None) and current.match_notes == (notes or "")
+            and (current.is_member or current.member_since is None)):
+        return current, None  # the same verdict with the same words: nothing changes (the common case)
     after = replace(current, rule_match=notes is not None, match_notes=notes or "")
     after = _entered_or_left(current, after, today)
     if after.is_member and not current.is_member:

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from services.segment_engine import domain, store
 from services.segment_engine.compiler import CompiledRule, compile_rule
 from services.segment_engine.domain import Membership, Reason
+from services.segment_engine.ir import Metric, compute_metrics
 from services.segment_engine.rules import RuleError, canonical, parse_rule
 from services.segment_engine.sqlgen import evaluation_query
 from shared import inbox
@@ -314,14 +315,16 @@ class SegmentEngine:
         current = await store.load_memberships(conn, customer_ids)
         changes: list[Membership] = []
         history: list[store.HistoryEntry] = []
+        metrics = _union_metrics(segments)
         for customer_id in customer_ids:
             customer = facts.get(customer_id)
             if customer is None:
                 continue
+            values = compute_metrics(metrics, customer, today)  # once per customer, for every segment
             for segment in segments:
                 before = current.get((segment.segment_id, customer_id)) or domain.blank(segment.segment_id,
                                                                                          customer_id)
-                notes = segment.compiled.evaluate(customer, today)
+                notes = segment.compiled.evaluate(customer, today, values)
                 after, transition = domain.evaluate(before, notes, today, entered=Reason.RULE_MATCHED,
                                                     left=Reason.RULE_STOPPED_MATCHING)
                 if after != before:
@@ -535,6 +538,11 @@ class SegmentEngine:
     def _wake_all(self) -> None:
         self.wake_relay()
         self.jobs_wake.set()
+
+
+def _union_metrics(segments: Sequence[Segment]) -> list[Metric]:
+    """Every metric any of the segments needs, each once (one computation per customer for all segments)."""
+    return list(dict.fromkeys(m for segment in segments for m in segment.compiled.metrics))
 
 
 def _count(transitions: Iterable[domain.Transition | store.HistoryEntry]) -> None:

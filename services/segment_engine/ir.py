@@ -312,36 +312,61 @@ class Env:
 
 
 def compute_metrics(metrics: Iterable[Metric], facts: CustomerFacts, today: date) -> dict[Metric, Any]:
-    """Each metric's value for one customer as of ``today`` (a business day)."""
-    counted = [i for i in facts.invoices if i.counted and i.business_day is not None and i.business_day <= today]
-    purchases = [i for i in counted if i.is_purchase]
-    values: dict[Metric, Any] = {}
+    """Each metric's value for one customer as of ``today`` (a business day).
 
-    def in_window(day: date | None, window: Window) -> bool:
-        low, high = window.bounds(today)
-        return day is not None and day <= high and (low is None or day >= low)
+    One pass selects the counted invoices; each window's bounds are computed once (this runs for every
+    touched customer and every segment on the ingest path, so it is kept free of per-invoice calls).
+    """
+    # counted: the sale is known and stands; purchase: counted and not returned in full (see facts.py).
+    counted = [i for i in facts.invoices
+               if i.has_sale and not i.voided and i.business_day is not None and i.business_day <= today]
+    purchases = [i for i in counted if i.returned_units < i.units]
+    values: dict[Metric, Any] = {}
+    bounds: dict[Window, tuple[date | None, date]] = {}
+    stores: dict[Window, Counter[str]] = {}
+
+    def window_of(window: Window) -> tuple[date | None, date]:
+        found = bounds.get(window)
+        if found is None:
+            found = bounds[window] = window.bounds(today)
+        return found
 
     def per_store(window: Window) -> Counter[str]:
-        return Counter(i.store_id for i in purchases if i.store_id is not None and in_window(i.business_day, window))
+        counts = stores.get(window)
+        if counts is None:
+            low, high = window_of(window)
+            counts = stores[window] = Counter(
+                i.store_id for i in purchases
+                if i.store_id is not None and i.business_day <= high  # type: ignore[operator]
+                and (low is None or i.business_day >= low)  # type: ignore[operator]
+            )
+        return counts
 
     for metric in metrics:
         match metric:
             case Purchases(window=window, categories=categories):
+                low, high = window_of(window)
                 wanted = None if categories is None else set(categories)
                 values[metric] = sum(
                     1 for i in purchases
-                    if in_window(i.business_day, window) and (wanted is None or not wanted.isdisjoint(i.categories))
+                    if i.business_day <= high and (low is None or i.business_day >= low)  # type: ignore[operator]
+                    and (wanted is None or not wanted.isdisjoint(i.categories))
                 )
             case Spend(window=window):
-                values[metric] = sum((i.net_spend for i in counted if in_window(i.business_day, window)), ZERO)
+                low, high = window_of(window)
+                values[metric] = sum(
+                    (i.net_spend for i in counted
+                     if i.business_day <= high and (low is None or i.business_day >= low)),  # type: ignore[operator]
+                    ZERO,
+                )
             case StoreMaxAll(window=window):
                 values[metric] = max(per_store(window).values(), default=0)
-            case StoreMaxIn(window=window, stores=stores):
+            case StoreMaxIn(window=window, stores=wanted_stores):
                 counts = per_store(window)
-                values[metric] = max((counts[s] for s in stores if s in counts), default=0)
-            case StoreTopIn(window=window, stores=stores):
+                values[metric] = max((counts[s] for s in wanted_stores if s in counts), default=0)
+            case StoreTopIn(window=window, stores=wanted_stores):
                 counts = per_store(window)
-                ranked = sorted((-counts[s], s) for s in stores if counts.get(s, 0) > 0)
+                ranked = sorted((-counts[s], s) for s in wanted_stores if counts.get(s, 0) > 0)
                 values[metric] = ranked[0][1] if ranked else None
             case SignupDay():
                 values[metric] = facts.signup_day
