@@ -1,8 +1,10 @@
 """The consumer loop every service runs: poll, decode, apply per partition, dead-letter, then commit.
 
 At-least-once with idempotent effects:
-- a whole poll is applied per partition, in order, by the service's batch handler (one transaction);
-- offsets are committed only after the handler returned, i.e. after the database commit;
+- a whole poll is applied per logical topic by the service's batch handler (one transaction): the records of
+  all the topic's partitions in the poll, each partition's in order (a key lives in one partition);
+- offsets (all partitions of the poll, one request) are committed only after the handlers returned, i.e. after
+  the database commits;
 - a message that is not JSON, breaks the contract or has an unknown schema version goes to
   ``<topic>.dlq`` with the reason and its origin in headers, and the partition goes on;
 - a failing dependency (database, Redis, broker) is retried with backoff and reported unready,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,40 +107,55 @@ class ConsumerRuntime:
                 self._unready(exc)
                 await asyncio.sleep(1)
                 continue
-            for tp, records in polled.items():
-                if records:
-                    await self._apply_partition(tp, records)
+            if any(polled.values()):
+                await self._apply_poll(polled)
 
-    async def _apply_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        logical = self._by_physical[tp.topic]
+    async def _apply_poll(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One poll: per logical topic, the records of all its partitions in ONE handler call (each partition's
+        records in order, one after the other: a key lives in one partition, so per-key order holds); then the
+        offsets of every partition in ONE commit, after every handler returned (i.e. after the DB commits)."""
         started = time.perf_counter()
-        deliveries: list[Delivery] = []
-        dead: list[tuple[ConsumerRecord, str]] = []
-        for record in records:
-            try:
-                event = self._decode(logical, record.value)
-            except ContractViolation as exc:
-                dead.append((record, exc.reason))
-                continue
-            deliveries.append(
-                Delivery(logical, tp.partition, record.offset, record.key, event, record.timestamp, record.value)
-            )
-        if dead:
-            await self._with_retry(lambda: self._dead_letter(logical, dead))
-        if deliveries:
-            await self._apply(logical, deliveries)
-            log.info("batch applied", topic=logical, partition=tp.partition, offsets=f"{records[0].offset}-"
-                     f"{records[-1].offset}", events=len(deliveries),
-                     event_ids=[str(d.event.event_id) for d in deliveries[:100]])
+        by_topic: dict[str, list[tuple[TopicPartition, list[ConsumerRecord]]]] = {}
+        for tp, records in polled.items():
+            if records:
+                by_topic.setdefault(self._by_physical[tp.topic], []).append((tp, records))
+        offsets: dict[TopicPartition, int] = {}
+        last: dict[str, Delivery] = {}
+        for logical, parts in by_topic.items():
+            deliveries: list[Delivery] = []
+            dead: list[tuple[ConsumerRecord, str]] = []
+            decode = self._decode
+            for tp, records in parts:
+                partition = tp.partition
+                for record in records:
+                    try:
+                        event = decode(logical, record.value)
+                    except ContractViolation as exc:
+                        dead.append((record, exc.reason))
+                        continue
+                    deliveries.append(Delivery(logical, partition, record.offset, record.key, event,
+                                               record.timestamp, record.value))
+                offsets[tp] = records[-1].offset + 1
+            if dead:
+                await self._with_retry(lambda logical=logical, dead=dead: self._dead_letter(logical, dead))  # type: ignore[misc]
+            if deliveries:
+                await self._apply(logical, deliveries)
+                last[logical] = deliveries[-1]
+                log.info("batch applied", topic=logical,
+                         offsets={tp.partition: f"{records[0].offset}-{records[-1].offset}" for tp, records in parts},
+                         events=len(deliveries), event_ids=[str(d.event.event_id) for d in deliveries[:100]])
         if self._settings.fault_pause_before_commit_s:
             await asyncio.sleep(self._settings.fault_pause_before_commit_s)
-        await self._commit(tp, records[-1].offset + 1)
-        self._report_lag(tp, records[-1].offset + 1)
+        await self._commit(offsets)
+        for tp, next_offset in offsets.items():
+            self._report_lag(tp, next_offset)
         elapsed = time.perf_counter() - started
-        metrics.PROCESSING_SECONDS.labels(self._service, logical).observe(elapsed)
         now_ms = time.time() * 1000
-        for d in deliveries[-1:]:
-            metrics.EVENT_AGE_SECONDS.labels(self._service, logical).observe(max(0.0, now_ms - d.timestamp_ms) / 1000)
+        for logical in by_topic:
+            metrics.PROCESSING_SECONDS.labels(self._service, logical).observe(elapsed)
+            if logical in last:
+                metrics.EVENT_AGE_SECONDS.labels(self._service, logical).observe(
+                    max(0.0, now_ms - last[logical].timestamp_ms) / 1000)
 
     async def _apply(self, logical: str, deliveries: list[Delivery]) -> None:
         handler = self._handlers[logical]
@@ -155,8 +173,9 @@ class ConsumerRuntime:
                     poisoned.append((d, f"processing failed: {failure.cause!r}"))
             if poisoned:
                 await self._with_retry(lambda: self._dead_letter(logical, poisoned))
-        for d in deliveries:
-            metrics.EVENTS_PROCESSED.labels(self._service, logical, getattr(d.event, "event_type", "?"), "ok").inc()
+        by_type = Counter(getattr(d.event, "event_type", "?") for d in deliveries)
+        for event_type, n in by_type.items():  # one increment per type and batch, not per event
+            metrics.EVENTS_PROCESSED.labels(self._service, logical, event_type, "ok").inc(n)
         self._ready()
 
     async def _with_retry(self, attempt: Callable[[], Awaitable[None]]) -> None:
@@ -196,14 +215,17 @@ class ConsumerRuntime:
                         event_id=_event_id_of(item), reason=reason[:300])
         await asyncio.gather(*futures)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Every partition of a poll in one request (one round trip instead of one per partition)."""
+        if not offsets:
+            return
         try:
-            await self._consumer.commit({tp: offset})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # Rebalanced away: the new owner re-reads from the last commit; the inbox makes that harmless.
-            log.warning("offset commit refused", topic=tp.topic, partition=tp.partition, error=str(exc))
+            log.warning("offset commit refused", partitions=_names(offsets), error=str(exc))
         except KafkaError as exc:
-            log.warning("offset commit failed", topic=tp.topic, partition=tp.partition, error=str(exc))
+            log.warning("offset commit failed", partitions=_names(offsets), error=str(exc))
 
     def _report_lag(self, tp: TopicPartition, next_offset: int) -> None:
         high = self._consumer.highwater(tp)
@@ -227,6 +249,10 @@ class _PermanentFailure(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(repr(cause))
         self.cause = cause
+
+
+def _names(offsets: dict[TopicPartition, int]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in offsets]
 
 
 def _raw(item: Any) -> tuple[bytes | None, bytes | None]:

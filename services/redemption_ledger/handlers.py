@@ -74,7 +74,7 @@ class RedemptionLedger:
     # --- pos.coupon-redemptions.v1 -------------------------------------------------------------------------
 
     async def on_coupon_events(self, batch: Sequence[Delivery]) -> None:
-        """Redemptions and reversals: one transaction per polled batch of one partition."""
+        """Redemptions and reversals: one transaction per polled batch."""
         now = self._clock()
         tally: Counter[tuple[str, str]] = Counter()
         async with self._pool.acquire() as conn, conn.transaction():
