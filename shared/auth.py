@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -87,13 +87,21 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Principal]:
-    """A dependency that lets the request through only with a valid key carrying ``scope``."""
+def authorise(request: Request, scope: Scope) -> Principal:
+    """The principal of a valid key carrying ``scope``; 401 without a valid key, 403 without the scope."""
+    principal = principal_of(request)
+    if scope not in principal.scopes:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this API key lacks the '{scope}' scope")
+    return principal
 
-    def dependency(request: Request) -> Principal:
-        principal = principal_of(request)
-        if scope not in principal.scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this API key lacks the '{scope}' scope")
-        return principal
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that lets the request through only with a valid key carrying ``scope``.
+
+    A coroutine on purpose: FastAPI runs a plain function dependency in a worker thread, which costs more
+    than the check itself."""
+
+    async def dependency(request: Request) -> Principal:
+        return authorise(request, scope)
 
     return dependency

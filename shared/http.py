@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
 from shared.auth import KeyStore
@@ -109,26 +110,57 @@ CARD_LIKE_IN_PATH = re.compile(r"[0-9]{12,}")
 
 
 def _refuse_card_numbers_in_paths(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def refuse_card_like_ids(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if CARD_LIKE_IN_PATH.search(request.url.path):
+    app.add_middleware(RefuseCardLikePaths)
+
+
+class RefuseCardLikePaths:
+    """ASGI middleware (plain ASGI: BaseHTTPMiddleware costs a task group and two streams per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and CARD_LIKE_IN_PATH.search(scope.get("root_path", "") + scope["path"]):
             message = ("looks like a card number: ids (card_id, customer_id, ...) are never card numbers, and card "
                        "numbers never go in a URL (look a card up with POST /v1/gift-cards/lookup)")
-            return JSONResponse({"detail": f"invalid request: path: {message}",
-                                 "errors": [{"field": "path", "message": message}]}, status_code=422)
-        return await call_next(request)
+            response = JSONResponse({"detail": f"invalid request: path: {message}",
+                                     "errors": [{"field": "path", "message": message}]}, status_code=422)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _add_request_metrics(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(RequestMetrics, service=service)
+
+
+class RequestMetrics:
+    """Duration and count of every request, labelled by route template (never the raw path) and status."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "<unmatched>")
-        metrics.HTTP_SECONDS.labels(service, request.method, template).observe(time.perf_counter() - started)
-        metrics.HTTP_REQUESTS.labels(service, request.method, template, str(response.status_code)).inc()
-        return response
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            template = getattr(scope.get("route"), "path", "<unmatched>")
+            method = scope["method"]
+            metrics.HTTP_SECONDS.labels(self.service, method, template).observe(time.perf_counter() - started)
+            metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -45,7 +45,20 @@ SERVICES = {  # name -> (port, env var with its URL)
     "redemption_ledger": (HTTP_BASE + 1, "REDEMPTION_LEDGER_URL"),
     "segment_engine": (HTTP_BASE + 2, "SEGMENT_ENGINE_URL"),
     "marketing_view": (HTTP_BASE + 3, "MARKETING_VIEW_URL"),
+    "marketing_view_projector": (HTTP_BASE + 4, "MARKETING_VIEW_PROJECTOR_URL"),
 }
+# marketing_view runs as two processes of the same code: the read API (port 8084, MARKETING_VIEW_URL) and the
+# projector (Kafka consumer, loss watchdog, auto-rebuild; HTTP: health, readiness, metrics only), so reads
+# never wait behind a projection batch. name -> (python module, environment of that process only).
+PROCESSES = {
+    "marketing_view": ("marketing_view", {"MARKETING_VIEW_ROLE": "api"}),
+    "marketing_view_projector": ("marketing_view", {"MARKETING_VIEW_ROLE": "projector",
+                                                    "MARKETING_VIEW_HTTP_PORT": str(HTTP_BASE + 4)}),
+}
+
+
+def module_of(name: str) -> str:
+    return PROCESSES.get(name, (name, {}))[0]
 
 
 def say(message: str) -> None:
@@ -327,7 +340,8 @@ def stack_env() -> dict[str, str]:
     }
     for name, (port, var) in SERVICES.items():
         env[var] = f"http://127.0.0.1:{port}"
-        env[f"{name.upper()}_HTTP_PORT"] = str(port)
+        if module_of(name) == name:  # the projector takes its port from PROCESSES
+            env[f"{name.upper()}_HTTP_PORT"] = str(port)
     return env
 
 
@@ -360,10 +374,8 @@ def prepare_kafka_and_db(env: dict[str, str]) -> None:
         "print(f'topics created: {len(created)}' if created else 'topics: all present')\n"
     )
     subprocess.run([str(PYTHON), "-c", code], check=True, env={**os.environ, **env}, cwd=ROOT)
-    for name in SERVICES:
-        if pid_of(name) is not None:
-            continue
-        subprocess.run([str(PYTHON), "-m", f"services.{name}", "migrate"], check=True, env={**os.environ, **env},
+    for module in dict.fromkeys(module_of(name) for name in SERVICES if pid_of(name) is None):
+        subprocess.run([str(PYTHON), "-m", f"services.{module}", "migrate"], check=True, env={**os.environ, **env},
                        cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
@@ -372,8 +384,10 @@ def start_services(env: dict[str, str]) -> list[str]:
     for name in SERVICES:
         if pid_of(name) is not None:
             continue
-        spawn(name, [str(PYTHON), "-m", f"services.{name}", "serve"], marker=f"services.{name}",
-              env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+        module = module_of(name)
+        own = PROCESSES.get(name, (module, {}))[1]
+        spawn(name, [str(PYTHON), "-m", f"services.{module}", "serve"], marker=f"services.{module}",
+              env={**os.environ, **env, **own, "PYTHONUNBUFFERED": "1"})
         started.append(name)
     for name in started:
         port = SERVICES[name][0]

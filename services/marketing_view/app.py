@@ -1,5 +1,13 @@
 """Wiring of marketing_view: the live projection, the loss watchdog and auto-rebuild, the read API and
-the tab page. Read-only to the outside: anything but GET/HEAD is 405 on every path (web.ReadOnly)."""
+the tab page. Read-only to the outside: anything but GET/HEAD is 405 on every path (web.ReadOnly).
+
+``MARKETING_VIEW_ROLE`` splits the work between processes (settings.role):
+- ``api``: the read API and the tab page, plus the watchdog (a read answers 503 as soon as the model is
+  gone); no Kafka, no consumer, no rebuild, so reads never wait behind a projection batch;
+- ``projector``: the live projection (consumer), the watchdog and auto-rebuild; HTTP serves only /healthz,
+  /readyz and /metrics;
+- ``all`` (default): both in one process.
+"""
 
 from __future__ import annotations
 
@@ -124,37 +132,53 @@ def create_app(settings: Settings) -> FastAPI:
         redis = open_redis(settings)
         model = ReadModel(redis, keys, interval_s=settings.watchdog_interval_s,
                           cleanup_grace_s=settings.cleanup_grace_s)
-        projector = Projector(redis, keys)
         app.state.reader = TabReader(redis, keys, model, tab_settings)
         app.state.model = model
-        runtime = await open_runtime(name=NAME, settings=settings, schema=None, database_url=None,
-                                     migrations_dir=None)
-        add_runtime_checks(app, runtime)
+        runtime = None
+        if settings.projects:
+            runtime = await open_runtime(name=NAME, settings=settings, schema=None, database_url=None,
+                                         migrations_dir=None)
+            add_runtime_checks(app, runtime)
         add_check(app, "redis", redis.ping)
 
         async def read_model() -> str:
             return model.status()
 
-        add_check(app, "read_model", read_model)
+        if settings.serves_api:  # a projector is ready while it (re)builds: it is what makes the model
+            add_check(app, "read_model", read_model)
         with contextlib.suppress(Exception):
             await model.refresh()
 
-        async def project(batch: Sequence[Delivery]) -> None:
-            generations = await model.fresh_targets()
-            if not generations:
-                metrics.SKIPPED.inc(len(batch))  # no read model yet: the coming rebuild replays these
-                return
-            await projector.apply([d.event for d in batch], generations)
+        auto: AutoRebuild | None = None
+        watchdog: asyncio.Task[None] | None = None
+        if runtime is not None:
+            projector = Projector(redis, keys)
 
-        auto = AutoRebuild(settings, redis, model)
-        runtime.spawn(model.watch(auto.on_tick), name="marketing_view-watchdog")
-        await runtime.start_consumer({t: project for t in topics.DOMAIN_TOPICS}, group_id=settings.consumer_group)
+            async def project(batch: Sequence[Delivery]) -> None:
+                generations = await model.fresh_targets()
+                if not generations:
+                    metrics.SKIPPED.inc(len(batch))  # no read model yet: the coming rebuild replays these
+                    return
+                await projector.apply([d.event for d in batch], generations)
+
+            auto = AutoRebuild(settings, redis, model)
+            runtime.spawn(model.watch(auto.on_tick), name="marketing_view-watchdog")
+            await runtime.start_consumer({t: project for t in topics.DOMAIN_TOPICS},
+                                         group_id=settings.consumer_group)
+        else:  # api only: the watchdog tells reads when the model is gone (503) or switched
+            watchdog = asyncio.create_task(model.watch(), name="marketing_view-watchdog")
         try:
             yield
         finally:
-            await auto.stop()
+            if auto is not None:
+                await auto.stop()
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watchdog
             await model.close()
-            await runtime.close()
+            if runtime is not None:
+                await runtime.close()
             await redis.aclose()
 
     app = create_http_app(
@@ -162,6 +186,12 @@ def create_app(settings: Settings) -> FastAPI:
         description="Read model of the Customer Marketing tab (read-only: GET and HEAD only).",
     )
     app.add_middleware(ReadOnly)
+    if settings.serves_api:
+        _add_tab_routes(app, settings, sessions, tz)
+    return app
+
+
+def _add_tab_routes(app: FastAPI, settings: Settings, sessions: Sessions, tz: ZoneInfo) -> None:
 
     async def read(request: Request, customer_id: str, cursor: str | None, limit: int | None,
                    ) -> dict[str, object]:
@@ -240,8 +270,6 @@ def create_app(settings: Settings) -> FastAPI:
             return html(503, "Temporarily unavailable", "The Marketing tab is being rebuilt: " + exc.status
                         + ". Reload in a few seconds.", extra_headers={"Retry-After": "2"})
         return HTMLResponse(pages.tab_page(tab, tz=tz, on_later_page=cursor is not None), headers=PAGE_HEADERS)
-
-    return app
 
 
 def asyncapi(settings: Settings) -> AsyncAPI:

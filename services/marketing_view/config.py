@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -10,6 +12,11 @@ class Settings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="MARKETING_VIEW_", extra="ignore", populate_by_name=True)
 
     http_port: int = Field(8084, description="HTTP port of the read API and the tab page")
+    role: Literal["all", "api", "projector"] = Field(
+        "all", description="What this process does: 'api' serves the read API and the tab page (no consumer, no "
+                           "rebuild), 'projector' runs the live projection, the loss watchdog and auto-rebuild "
+                           "(HTTP: health, readiness and metrics only), 'all' both in one process",
+    )
     consumer_group: str = Field("marketing_view", description="Kafka consumer group of the live projection")
     redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster (keys are slot-safe)")
     key_prefix: str = Field("mv", pattern=r"^[A-Za-z0-9_.-]{1,32}$",
@@ -41,6 +48,14 @@ class Settings(CommonSettings):
         if "{invoice_number}" not in value or not value.startswith(("https://", "http://", "/")):
             raise ValueError("invoice_url_template must be an http(s) URL or path containing {invoice_number}")
         return value
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def projects(self) -> bool:
+        return self.role in ("all", "projector")
 
     @property
     def settle_s(self) -> float:

@@ -52,6 +52,19 @@ def test_service_environment_agrees_with_its_settings(service: str) -> None:
     assert spec["command"] == [f"services.{service}"]
 
 
+def test_marketing_view_runs_as_a_read_api_and_a_projector_of_the_same_image() -> None:
+    api, projector = COMPOSE["services"]["marketing_view"], COMPOSE["services"]["marketing_view_projector"]
+    assert api["environment"]["MARKETING_VIEW_ROLE"] == "api"
+    assert projector["environment"]["MARKETING_VIEW_ROLE"] == "projector"
+    assert projector["command"] == api["command"] == ["services.marketing_view"]
+    known = env_names(settings_class("marketing_view"))
+    assert set(projector["environment"]) <= set(known)
+    port = int(projector["environment"]["MARKETING_VIEW_HTTP_PORT"])
+    assert port != int(api["environment"]["MARKETING_VIEW_HTTP_PORT"])
+    assert projector["ports"] == [f"{port}:{port}"]
+    assert f":{port}/readyz" in " ".join(projector["healthcheck"]["test"])
+
+
 def test_secrets_are_required_from_the_environment_not_written_in_the_file() -> None:
     for service in SERVICES:
         env = COMPOSE["services"][service]["environment"]

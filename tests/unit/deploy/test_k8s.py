@@ -33,8 +33,32 @@ DOCS = documents(BASE)
 DEPLOYMENTS = {d["metadata"]["name"]: d for d in DOCS if d["kind"] == "Deployment"}
 
 
+# marketing_view runs as two Deployments of one module: the read API and the projector (MARKETING_VIEW_ROLE).
+ROLES = {"marketing-view": "api", "marketing-view-projector": "projector"}
+
+
+def module_of(deployment: str) -> str:
+    return "marketing_view" if deployment in ROLES else deployment.replace("-", "_")
+
+
 def test_a_deployment_per_service() -> None:
-    assert set(DEPLOYMENTS) == {"giftcard-ledger", "redemption-ledger", "segment-engine", "marketing-view"}
+    assert set(DEPLOYMENTS) == {"giftcard-ledger", "redemption-ledger", "segment-engine", "marketing-view",
+                                "marketing-view-projector"}
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+def test_marketing_view_roles_and_their_scaling(name: str) -> None:
+    container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MARKETING_VIEW_ROLE"] == ROLES[name]
+    scaled = next(d for d in DOCS if d["kind"] == "ScaledObject" and d["metadata"]["name"] == name)
+    trigger = scaled["spec"]["triggers"][0]["type"]
+    assert trigger == ("cpu" if ROLES[name] == "api" else "kafka")
+    if ROLES[name] == "projector":
+        assert scaled["spec"]["maxReplicaCount"] <= 6, "never more consumers than partitions"
+    ports = {int(DEPLOYMENTS[n]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"])
+             for n in ROLES}
+    assert len(ports) == 2
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if d["kind"] not in CUSTOM_KINDS],
@@ -58,7 +82,7 @@ def test_deployment_probes_resources_and_security(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
 def test_deployment_environment_agrees_with_the_service_settings(name: str) -> None:
-    module = name.replace("-", "_")
+    module = module_of(name)
     container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == [f"services.{module}"]
     known = env_names(importlib.import_module(f"services.{module}.config").Settings)
