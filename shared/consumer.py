@@ -2,7 +2,8 @@
 
 At-least-once with idempotent effects:
 - a whole poll is applied per logical topic by the service's batch handler (one transaction): the records of
-  all the topic's partitions in the poll, each partition's in order (a key lives in one partition);
+  all the topic's partitions in the poll, each partition's in order (a key lives in one partition); the
+  topics of one poll concurrently (independent streams, as in replicas owning different partitions);
 - offsets (all partitions of the poll, one request) are committed only after the handlers returned, i.e. after
   the database commits;
 - a message that is not JSON, breaks the contract or has an unknown schema version goes to
@@ -121,10 +122,11 @@ class ConsumerRuntime:
                 by_topic.setdefault(self._by_physical[tp.topic], []).append((tp, records))
         offsets: dict[TopicPartition, int] = {}
         last: dict[str, Delivery] = {}
+        decode = self._decode
+        work = []
         for logical, parts in by_topic.items():
             deliveries: list[Delivery] = []
             dead: list[tuple[ConsumerRecord, str]] = []
-            decode = self._decode
             for tp, records in parts:
                 partition = tp.partition
                 for record in records:
@@ -136,14 +138,16 @@ class ConsumerRuntime:
                     deliveries.append(Delivery(logical, partition, record.offset, record.key, event,
                                                record.timestamp, record.value))
                 offsets[tp] = records[-1].offset + 1
-            if dead:
-                await self._with_retry(lambda logical=logical, dead=dead: self._dead_letter(logical, dead))  # type: ignore[misc]
-            if deliveries:
-                await self._apply(logical, deliveries)
-                last[logical] = deliveries[-1]
-                log.info("batch applied", topic=logical,
-                         offsets={tp.partition: f"{records[0].offset}-{records[-1].offset}" for tp, records in parts},
-                         events=len(deliveries), event_ids=[str(d.event.event_id) for d in deliveries[:100]])
+            work.append(self._apply_topic(logical, parts, deliveries, dead, last))
+        if len(work) == 1:
+            await work[0]
+        else:
+            # Topics are independent streams (no order between them), each its own transaction: apply them
+            # concurrently, as replicas owning different partitions already do; one's DB wait overlaps the
+            # other's work. A failure cancels the others; nothing is committed then.
+            async with asyncio.TaskGroup() as group:
+                for job in work:
+                    group.create_task(job)
         if self._settings.fault_pause_before_commit_s:
             await asyncio.sleep(self._settings.fault_pause_before_commit_s)
         await self._commit(offsets)
@@ -156,6 +160,18 @@ class ConsumerRuntime:
             if logical in last:
                 metrics.EVENT_AGE_SECONDS.labels(self._service, logical).observe(
                     max(0.0, now_ms - last[logical].timestamp_ms) / 1000)
+
+    async def _apply_topic(self, logical: str, parts: list[tuple[TopicPartition, list[ConsumerRecord]]],
+                           deliveries: list[Delivery], dead: list[tuple[ConsumerRecord, str]],
+                           last: dict[str, Delivery]) -> None:
+        if dead:
+            await self._with_retry(lambda: self._dead_letter(logical, dead))
+        if deliveries:
+            await self._apply(logical, deliveries)
+            last[logical] = deliveries[-1]
+            log.info("batch applied", topic=logical,
+                     offsets={tp.partition: f"{records[0].offset}-{records[-1].offset}" for tp, records in parts},
+                     events=len(deliveries), event_ids=[str(d.event.event_id) for d in deliveries[:100]])
 
     async def _apply(self, logical: str, deliveries: list[Delivery]) -> None:
         handler = self._handlers[logical]
