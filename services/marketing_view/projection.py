@@ -1,13 +1,17 @@
 """Domain events -> each customer's keys in Redis, version-checked, for one or more generations at once.
 
 A polled batch is first reduced to the newest version of each thing (state-carrying events: only the
-newest matters), then written with one pipeline of Lua scripts. Gift cards take up to three more round
-trips because the card index and the customers' keys live in different slots:
+newest matters, ``writes.Batch``), then written with few Lua calls: ALL the writes of one customer
+(segment list, insights, coupon rows, card placements) are the arguments of ONE call of the ``apply``
+script, and on a single Redis one call carries several customers (on a Redis Cluster the keys of one call
+must share a slot, so there it is one call per customer). Gift cards take up to three more round trips
+because the card index and the customers' keys live in different slots:
 
-1. move the card index (version-checked: an old event cannot move a card back) and learn its owner and
-   former owners;
+1. move the card indexes (``move_cards``, version-checked: an old event cannot move a card back) and learn
+   each card's owner and former owners; this round trip comes first, so that step 2 rides in the same
+   per-customer call as the customer's other writes;
 2. put the card in its owner's keys, drop it from every former owner holding an older version;
-3. read the index again: if a newer version moved the card meanwhile (two writers: live consumer and
+3. read the indexes again: if a newer version moved a card meanwhile (two writers: live consumer and
    rebuild, or a rebalance), drop what step 2 put (4th round trip, rare). Every step is idempotent and
    version-checked, so any interleaving and any replay converge to the state of the newest version.
 """
@@ -18,15 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.marketing_view import domain, metrics, scripts
+from redis.asyncio import RedisCluster
+from redis.crc import key_slot
+
+from services.marketing_view import metrics, scripts, writes
 from services.marketing_view.keys import KeySpace
 from services.marketing_view.scripts import AnyRedis
-from shared.contracts.domain import (
-    CouponRedemptionRecorded,
-    CustomerCouponInsightsChanged,
-    CustomerSegmentsChanged,
-    GiftCardChanged,
-)
 
 
 @dataclass
@@ -48,103 +49,136 @@ class Applied:
 
 
 class Projector:
-    def __init__(self, redis: AnyRedis, keys: KeySpace) -> None:
+    def __init__(self, redis: AnyRedis, keys: KeySpace, *, writes_per_call: int = 256) -> None:
         self._redis = redis
         self._keys = keys
+        self._cluster = isinstance(redis, RedisCluster)
+        self._writes_per_call = writes_per_call  # bounds how long one Lua call holds Redis (about 3 µs a write)
 
     async def apply(self, events: Iterable[Any], generations: Sequence[str]) -> Applied:
-        """Apply domain events (any mix of kinds) to every generation named."""
-        result = Applied()
-        if not generations:
-            return result
-        segments: list[CustomerSegmentsChanged] = []
-        insights: list[CustomerCouponInsightsChanged] = []
-        redemptions: list[CouponRedemptionRecorded] = []
-        cards: list[GiftCardChanged] = []
+        """Apply domain events (contract models, any mix of kinds) to every generation named."""
+        batch = writes.Batch()
         for event in events:
-            if isinstance(event, CustomerSegmentsChanged):
-                segments.append(event)
-            elif isinstance(event, CouponRedemptionRecorded):
-                redemptions.append(event)
-            elif isinstance(event, CustomerCouponInsightsChanged):
-                insights.append(event)
-            elif isinstance(event, GiftCardChanged):
-                cards.append(event)
-        segments = domain.latest(segments, lambda e: e.customer_id)
-        insights = domain.latest(insights, lambda e: e.customer_id)
-        redemptions = domain.latest(redemptions, lambda e: (e.customer_id, e.redemption_id))
-        cards = domain.latest(cards, lambda e: e.card_id)
+            batch.add(writes.from_model(event))
+        return await self.apply_batch(batch, generations)
 
+    async def apply_batch(self, batch: writes.Batch, generations: Sequence[str]) -> Applied:
+        """Apply a batch of writes (already reduced to the newest of each thing) to every generation named."""
+        result = Applied()
+        if not generations or not len(batch):
+            return result
         k = self._keys
-        calls: list[scripts.Call] = []
-        tags: list[tuple[str, Any]] = []
+        # per (generation, customer): the blob fields of its writes, and the kind of each counted write
+        ops: dict[tuple[str, str], tuple[list[Any], list[str | None]]] = {}
+
+        def customer(gen: str, customer_id: str) -> tuple[list[Any], list[str | None]]:
+            entry = ops.get((gen, customer_id))
+            if entry is None:
+                entry = ops[(gen, customer_id)] = ([], [])
+            return entry
+
+        placed: list[tuple[str, writes.CardWrite]] = []
+        if batch.cards:
+            moves = [(gen, c) for gen in generations for c in batch.cards.values()]
+            outcomes = await self._call("move_cards", [
+                ([k.card_index(gen, c.card_id)], [c.version, c.customer_id or "", c.previous_customer_id or ""])
+                for gen, c in moves])
+            for (gen, card), outcome in zip(moves, outcomes, strict=True):
+                applied, owner, formers = outcome.decode().split("|", 2)
+                result.count("card", applied == "2")  # 0: a newer state is known; 1: the same version again
+                if applied == "0":
+                    continue
+                if owner and owner == card.customer_id:
+                    fields, kinds = customer(gen, owner)
+                    fields += (b"P", card.card_id, card.version, card.value)
+                    kinds.append(None)
+                    placed.append((gen, card))
+                for former in formers.split():
+                    fields, kinds = customer(gen, former)
+                    fields += (b"D", card.card_id, card.version)
+                    kinds.append(None)
         for gen in generations:
-            for s in segments:
-                calls.append(("put_segments", [k.doc(gen, s.customer_id)], [s.version, domain.segments_value(s)]))
-                tags.append(("segments", None))
-            for i in insights:
-                calls.append(("hset_if_newer", [k.doc(gen, i.customer_id)], ["i", i.version, domain.insights_value(i)]))
-                tags.append(("insights", None))
-            for r in redemptions:
-                w = domain.redemption_write(r)
-                calls.append(("put_redemption", [k.doc(gen, w.customer_id), k.history(gen, w.customer_id)],
-                              [w.digest, w.version, w.used_ms, w.compact, w.full, w.code, w.meta]))
-                tags.append(("redemption", None))
-            for c in cards:
-                calls.append(("move_card", [k.card_index(gen, c.card_id)],
-                              [c.version, c.customer_id or "", c.previous_customer_id or ""]))
-                tags.append(("card", (gen, c)))
-        results = await scripts.run(self._redis, calls) if calls else []
-        moves: list[tuple[str, GiftCardChanged, list[Any]]] = []
-        for (kind, payload), outcome in zip(tags, results, strict=True):
-            if kind == "card":
-                moves.append((*payload, outcome))
-                result.count(kind, outcome[0] == 2)  # 0: a newer state is known; 1: the same version again
-            else:
-                result.count(kind, bool(outcome))
-        if moves:
-            await self._place_cards(moves)
+            for s in batch.segments.values():
+                fields, kinds = customer(gen, s.customer_id)
+                fields += (b"S", s.version, s.value)
+                kinds.append("segments")
+            for i in batch.insights.values():
+                fields, kinds = customer(gen, i.customer_id)
+                fields += (b"I", i.version, i.value)
+                kinds.append("insights")
+            for r in batch.redemptions.values():
+                fields, kinds = customer(gen, r.customer_id)
+                fields += (b"R", r.digest, r.version, r.used_ms, r.compact, r.full, r.code, r.meta)
+                kinds.append("redemption")
+        if ops:
+            entries = list(ops.items())
+            outcomes = await self._call(
+                "apply", [(k.customer(gen, cid), fields) for (gen, cid), (fields, _) in entries],
+                sizes=[len(kinds) for _, (_, kinds) in entries])
+            for (_, (_, kinds)), outcome in zip(entries, outcomes, strict=True):
+                for kind, changed in zip(kinds, outcome, strict=True):
+                    if kind is not None:
+                        result.count(kind, changed == 49)  # b"1"
+        if placed:
+            await self._recheck(placed)
         for kind, (changed, unchanged) in result.by_kind.items():
             metrics.PROJECTED.labels(kind, "changed").inc(changed)
             metrics.PROJECTED.labels(kind, "unchanged").inc(unchanged)
         return result
 
-    async def _place_cards(self, moves: list[tuple[str, GiftCardChanged, list[Any]]]) -> None:
-        k = self._keys
-        calls: list[scripts.Call] = []
-        placed: list[tuple[str, GiftCardChanged]] = []
-        for gen, card, (applied, owner, formers) in moves:
-            if not applied:
-                continue
-            owner_id = _text(owner)
-            if owner_id and owner_id == card.customer_id:
-                value = domain.card_value(card)
-                calls.append(("put_card", [k.doc(gen, owner_id)], [card.card_id, card.version, value]))
-                placed.append((gen, card))
-            for former in _text(formers).split():
-                calls.append(("drop_card", [k.doc(gen, former)], [card.card_id, card.version]))
-        if calls:
-            await scripts.run(self._redis, calls)
-        if placed:
-            await self._recheck(placed)
+    async def _call(self, script: str, items: list[tuple[list[str], list[Any]]],
+                    sizes: list[int] | None = None) -> list[bytes]:
+        """Run a batched script over items (keys, blob fields), as few calls as the slots allow; one pipeline.
+        Returns each item's answer, in order."""
+        groups: dict[int, list[int]] = {}
+        calls: list[list[int]] = []
+        limit = self._writes_per_call
+        weight = 0
+        for n, (keys, _) in enumerate(items):
+            slot = key_slot(keys[0].encode()) if self._cluster else 0
+            group = groups.get(slot)
+            size = sizes[n] if sizes is not None else 1
+            if group is None or (not self._cluster and weight + size > limit):
+                group = groups[slot] = []
+                calls.append(group)
+                weight = 0
+            group.append(n)
+            weight += size
+        batch: list[scripts.Call] = []
+        for group in calls:
+            keys_out: list[str] = []
+            blobs: list[bytes] = []
+            for n in group:
+                keys, fields = items[n]
+                keys_out += keys
+                blobs.append(scripts.blob(fields))
+            batch.append((script, keys_out, blobs))
+        answers = await scripts.run(self._redis, batch)
+        out: list[bytes] = [b""] * len(items)
+        for group, answer in zip(calls, answers, strict=True):
+            for n, value in zip(group, answer, strict=True):
+                out[n] = value
+        return out
 
-    async def _recheck(self, placed: list[tuple[str, GiftCardChanged]]) -> None:
+    async def _recheck(self, placed: list[tuple[str, writes.CardWrite]]) -> None:
         """Step 3: a card moved on by a newer version while we placed an older one is dropped again."""
         k = self._keys
-        pipe = self._redis.pipeline(transaction=False)
-        for gen, card in placed:
-            pipe.get(k.card_index(gen, card.card_id))
-        indexes = await pipe.execute()
-        calls: list[scripts.Call] = []
+        names = [k.card_index(gen, card.card_id) for gen, card in placed]
+        if self._cluster:
+            pipe = self._redis.pipeline(transaction=False)
+            for name in names:
+                pipe.get(name)
+            indexes = await pipe.execute()
+        else:
+            indexes = []
+            for start in range(0, len(names), 1000):
+                indexes += await self._redis.mget(names[start:start + 1000])
+        drops: dict[tuple[str, str], list[Any]] = {}
         for (gen, card), raw in zip(placed, indexes, strict=True):
             if raw is None:
                 continue
             version, owner, _ = raw.decode().split("|", 2)
             if int(version) > card.version and owner != card.customer_id and card.customer_id:
-                calls.append(("drop_card", [k.doc(gen, card.customer_id)], [card.card_id, int(version)]))
-        if calls:
-            await scripts.run(self._redis, calls)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+                drops.setdefault((gen, card.customer_id), []).extend((b"D", card.card_id, int(version)))
+        if drops:
+            await self._call("apply", [(k.customer(gen, cid), fields) for (gen, cid), fields in drops.items()])

@@ -30,18 +30,20 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.marketing_view import metrics, scripts
+from services.marketing_view import metrics, scripts, writes
 from services.marketing_view.generations import ReadModel, delete_other_generations
 from services.marketing_view.keys import KeySpace, new_generation
 from services.marketing_view.projection import Projector
 from services.marketing_view.scripts import AnyRedis
 from shared.contracts import topics
-from shared.contracts.codec import ContractViolation, decode
+from shared.contracts.codec import ContractViolation
 from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 
 LOCK_TTL_MS = 15_000
+FETCH_MAX_BYTES = 8 * 1024 * 1024
+PARTITION_FETCH_BYTES = 2 * 1024 * 1024
 
 
 class RebuildBusy(RuntimeError):
@@ -148,14 +150,19 @@ class Rebuilder:
         await self._redis.set(self._keys.progress, self.progress.as_json(), px=LOCK_TTL_MS)
 
     async def _replay(self, gen: str) -> None:
+        """Replay [beginning, E) of every partition into ``gen``. Two stages overlap: while one batch's writes
+        are in Redis (awaited), the next batch is polled and decoded."""
         assert self.progress is not None
         physical = {self._settings.topic(t): t for t in topics.DOMAIN_TOPICS}
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed", max_poll_records=self._batch_records,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # bounded prefetch: at most fetch_max_bytes per fetch, max_partition_fetch_bytes per partition
+            fetch_max_bytes=FETCH_MAX_BYTES, max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         )
         await consumer.start()
+        queue: asyncio.Queue[writes.Batch | None] = asyncio.Queue(maxsize=2)
+        writer = asyncio.create_task(self._write(queue, gen), name="marketing_view-rebuild-writer")
         try:
             cluster = await consumer._client.fetch_all_metadata()  # the consumer's own view knows no topic yet
             partitions = [TopicPartition(t, p) for t in physical for p in sorted(cluster.partitions_for_topic(t) or [])]
@@ -174,27 +181,50 @@ class Rebuilder:
             checked = time.monotonic()
             while pending:
                 polled = await consumer.getmany(*pending, timeout_ms=500, max_records=self._batch_records)
-                events = []
+                batch = writes.Batch()
                 for tp, records in polled.items():
+                    topic, stop = physical[tp.topic], end[tp]
                     for record in records:
-                        if record.offset >= end[tp]:
+                        if record.offset >= stop:
                             continue  # after E: the live consumer writes it to this generation
                         self.progress.done += 1
                         try:
-                            events.append(decode(physical[tp.topic], record.value))
+                            batch.add(writes.from_json(topic, record.value))
                         except ContractViolation:
                             self.progress.invalid += 1  # dead-lettered by the live consumer already
                 for tp in list(pending):
                     if await consumer.position(tp) >= end[tp]:
                         pending.discard(tp)
-                if events:
-                    await self._projector.apply(events, [gen])
+                if len(batch):
+                    await self._hand_over(queue, batch, writer)
                 if time.monotonic() - checked > 1.0:
                     checked = time.monotonic()
                     await self._still_there(gen)
                     await self._report()
+            await self._hand_over(queue, None, writer)
+            await writer
         finally:
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
             await consumer.stop()
+
+    @staticmethod
+    async def _hand_over(queue: asyncio.Queue[writes.Batch | None], batch: writes.Batch | None,
+                         writer: asyncio.Task[None]) -> None:
+        put = asyncio.ensure_future(queue.put(batch))
+        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():  # the writer stopped (it failed): its error is the rebuild's error
+            put.cancel()
+            await writer
+            raise RebuildAborted("the rebuild's writer stopped")
+        if batch is not None and writer.done():
+            await writer  # raises what stopped it
+            raise RebuildAborted("the rebuild's writer stopped")
+
+    async def _write(self, queue: asyncio.Queue[writes.Batch | None], gen: str) -> None:
+        while (batch := await queue.get()) is not None:
+            await self._projector.apply_batch(batch, [gen])
 
     async def _still_there(self, gen: str) -> None:
         if not await self._redis.exists(self._keys.epoch(gen)):

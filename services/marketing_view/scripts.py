@@ -120,6 +120,143 @@ if #kept == 0 then redis.call('HDEL', KEYS[1], 'l') else redis.call('HSET', KEYS
 return 1
 """
 
+# Batched forms of the scripts above: ONE call writes many customers (on a single Redis) or all the writes of
+# one customer (on a cluster, where the keys of one call must share a slot). Each ARGV[i] is a "blob" of
+# length-prefixed fields ("<len>:<bytes>" repeated): one argument per customer costs the client far less
+# than one per field. Same checks and same stored values as the one-write scripts.
+_BLOB = """
+local function fields(blob)
+  local out, pos, n = {}, 1, #blob
+  while pos <= n do
+    local colon = string.find(blob, ':', pos, true)
+    local len = tonumber(string.sub(blob, pos, colon - 1))
+    out[#out + 1] = string.sub(blob, colon + 1, colon + len)
+    pos = colon + len + 1
+  end
+  return out
+end
+"""
+
+# KEYS: doc hash and history zset of customer 1, of customer 2, ... ARGV[i]: customer i's writes, a blob of
+#   S version value | I version value | R digest version used_ms compact full code meta |
+#   P card_id version value | D card_id version
+# (segments, insights, coupon row, put card, drop card: PUT_SEGMENTS, HSET_IF_NEWER 'i', PUT_REDEMPTION,
+# PUT_CARD, DROP_CARD). Returns one string per customer: '1' (changed) or '0' (unchanged) per write.
+APPLY = _VERSION + _BLOB + """
+local function segments(doc, version, value)
+  if version_of(redis.call('HGET', doc, 's0')) >= tonumber(version) then return '0' end
+  local size = 60
+  local n = math.ceil(#value / size)
+  for i = 0, n - 1 do
+    redis.call('HSET', doc, 's' .. i, string.sub(value, i * size + 1, (i + 1) * size))
+  end
+  local i = n
+  while redis.call('HDEL', doc, 's' .. i) == 1 do i = i + 1 end
+  return '1'
+end
+local function put_field(doc, field, version, value)
+  if version_of(redis.call('HGET', doc, field)) >= tonumber(version) then return '0' end
+  redis.call('HSET', doc, field, value)
+  return '1'
+end
+local function redemption(doc, hist, digest, version, used_ms, compact, full, code, meta)
+  local field = 'r' .. digest
+  if version_of(redis.call('HGET', doc, field)) >= tonumber(version) then return '0' end
+  local mk = 'k' .. code
+  local stored = redis.call('HGET', doc, mk)
+  local row = compact
+  if not stored then
+    redis.call('HSET', doc, mk, meta)
+  elseif stored ~= meta then
+    row = full
+  end
+  redis.call('HSET', doc, field, row)
+  redis.call('ZADD', hist, used_ms, digest)
+  return '1'
+end
+local function put_card(doc, card, version, value)
+  local field = 'c' .. card
+  if version_of(redis.call('HGET', doc, field)) >= tonumber(version) then return '0' end
+  redis.call('HSET', doc, field, value)
+  local l = redis.call('HGET', doc, 'l') or ''
+  if not string.find(' ' .. l .. ' ', ' ' .. card .. ' ', 1, true) then
+    if l == '' then l = card else l = l .. ' ' .. card end
+    redis.call('HSET', doc, 'l', l)
+  end
+  return '1'
+end
+local function drop_card(doc, card, version)
+  local field = 'c' .. card
+  local cur = redis.call('HGET', doc, field)
+  if not cur or version_of(cur) >= tonumber(version) then return '0' end
+  redis.call('HDEL', doc, field)
+  local kept = {}
+  for id in string.gmatch(redis.call('HGET', doc, 'l') or '', '%S+') do
+    if id ~= card then kept[#kept + 1] = id end
+  end
+  if #kept == 0 then redis.call('HDEL', doc, 'l') else redis.call('HSET', doc, 'l', table.concat(kept, ' ')) end
+  return '1'
+end
+local out = {}
+for c = 1, #ARGV do
+  local doc, hist = KEYS[2 * c - 1], KEYS[2 * c]
+  local f = fields(ARGV[c])
+  local p, done = 1, {}
+  while p <= #f do
+    local op = f[p]
+    if op == 'R' then
+      done[#done + 1] = redemption(doc, hist, f[p + 1], f[p + 2], f[p + 3], f[p + 4], f[p + 5], f[p + 6], f[p + 7])
+      p = p + 8
+    elseif op == 'S' then
+      done[#done + 1] = segments(doc, f[p + 1], f[p + 2]); p = p + 3
+    elseif op == 'I' then
+      done[#done + 1] = put_field(doc, 'i', f[p + 1], f[p + 2]); p = p + 3
+    elseif op == 'P' then
+      done[#done + 1] = put_card(doc, f[p + 1], f[p + 2], f[p + 3]); p = p + 4
+    elseif op == 'D' then
+      done[#done + 1] = drop_card(doc, f[p + 1], f[p + 2]); p = p + 3
+    else
+      return redis.error_reply('unknown write ' .. tostring(op))
+    end
+  end
+  out[c] = table.concat(done)
+end
+return out
+"""
+
+# KEYS: card indexes. ARGV[i]: card i's blob "version new_owner previous_owner" (MOVE_CARD for each).
+# Returns one string per card: "applied|owner|former owners".
+MOVE_CARDS = _BLOB + """
+local out = {}
+for c = 1, #ARGV do
+  local a = fields(ARGV[c])
+  local cur = redis.call('GET', KEYS[c])
+  local v, owner, formers = 0, '', ''
+  if cur then
+    local x, y, z = string.match(cur, '^(%d+)|([^|]*)|([^|]*)$')
+    v, owner, formers = tonumber(x), y, z
+  end
+  local nv = tonumber(a[1])
+  local applied = 1
+  if nv < v then
+    applied = 0
+  elseif nv > v then
+    local set, list = {}, {}
+    local function add(id)
+      if id ~= '' and id ~= a[2] and not set[id] then set[id] = true; list[#list + 1] = id end
+    end
+    for id in string.gmatch(formers, '%S+') do add(id) end
+    add(owner)
+    add(a[3])
+    owner, formers = a[2], table.concat(list, ' ')
+    redis.call('SET', KEYS[c], nv .. '|' .. owner .. '|' .. formers)
+    applied = 2
+  end
+  out[c] = applied .. '|' .. owner .. '|' .. formers
+end
+return out
+"""
+
 # KEYS: doc hash, history zset. ARGV: page size, cursor used_ms ('' = first page), cursor digest.
 # Returns ONE JSON text (one bulk string is far cheaper to receive than a nested reply), assembled from the
 # stored values, which are JSON already:
@@ -199,7 +336,7 @@ return 0
 ALL = {
     "put_segments": PUT_SEGMENTS, "hset_if_newer": HSET_IF_NEWER, "put_redemption": PUT_REDEMPTION,
     "move_card": MOVE_CARD, "put_card": PUT_CARD, "drop_card": DROP_CARD, "read_tab": READ_TAB,
-    "renew_lock": RENEW_LOCK, "release_lock": RELEASE_LOCK,
+    "renew_lock": RENEW_LOCK, "release_lock": RELEASE_LOCK, "apply": APPLY, "move_cards": MOVE_CARDS,
 }
 SHA = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in ALL.items()}
 
@@ -237,3 +374,13 @@ async def run(redis: AnyRedis, calls: Sequence[Call], *, before: Callable[[Any],
                 raise r
         return results
     raise AssertionError("unreachable")
+
+
+def blob(fields: Sequence[bytes | str | int]) -> bytes:
+    """Length-prefixed fields, as the batched scripts read them (``fields`` in Lua)."""
+    parts = []
+    for f in fields:
+        if type(f) is not bytes:
+            f = str(f).encode() if type(f) is int else f.encode()  # type: ignore[union-attr]
+        parts.append(b"%d:%s" % (len(f), f))
+    return b"".join(parts)

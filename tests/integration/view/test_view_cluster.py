@@ -33,6 +33,8 @@ async def test_on_a_redis_cluster(stack: Stack, topics: str, isolation: str, pri
                        for t in tabs.values())
             assert sorted(g["card_id"] for g in tabs[CUSTOMERS[9]]["gift_cards"]) == ["gc-cl-0", "gc-cl-9"]
             assert [g["card_id"] for g in tabs[CUSTOMERS[0]]["gift_cards"]] == []
+            assert all(f"gc-cl-{n}" in {g["card_id"] for g in tabs[c]["gift_cards"]}  # every card's partition
+                       for n, c in enumerate(CUSTOMERS) if n)  # is projected, not only gc-cl-0's
             return {c: {k: v for k, v in t.items() if k != "as_of"} for c, t in tabs.items()}
 
         before = await eventually(projected, timeout_s=30, what="projected on the cluster")
