@@ -97,9 +97,11 @@ class OutboxRelay:
 
     async def _relay(self, conn: asyncpg.Connection) -> None:
         while True:
+            # Cleared BEFORE reading: a wake() that arrives while this pass publishes (a transaction that
+            # committed after our SELECT) starts the next pass at once instead of waiting for the idle poll.
+            self._wake.clear()
             sent = await self.publish_once(conn)
-            if sent < self._batch_size:
-                self._wake.clear()
+            if sent < self._batch_size and not self._wake.is_set():
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
 
