@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import HTTPException, Request, status
 
-from shared.auth import Principal, Scope, principal_of
+from shared.auth import KeyStore, Principal, Scope, principal_of
 
 Scope_ = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +67,73 @@ class ReadOnly:
             (b"content-length", str(len(body)).encode()),
         ]})
         await send({"type": "http.response.body", "body": body})
+
+
+QUERY_LIMIT = re.compile(r"^[0-9]{1,6}$")
+Answer = Callable[[Any, str, "str | None", "int | None", "str | None"], Awaitable[Any]]
+
+
+class FastRead:
+    """The ASGI app of the JSON read route for the common case, without FastAPI's per-request dependency and
+    parameter solving (a third of a read's CPU): a valid Bearer key with the read scope, and at most a plain
+    ``cursor`` and a positive ``limit``. It authenticates, authorises and takes a rate-limit token exactly
+    like ``Depends(limited(Scope.READ))`` and answers with the route's own code (``answer``). Anything else
+    (no or unknown key, missing scope, an odd query) goes to ``slow``, the FastAPI route itself, so every
+    refusal (401, 403, 422) is the route's own. The key store, rate limiter and reader are looked up on the
+    app at each request, as the dependencies do."""
+
+    def __init__(self, slow: ASGIApp, answer: Answer) -> None:
+        self.slow = slow
+        self.answer = answer
+
+    async def __call__(self, scope: Scope_, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match" and if_none_match is None:
+                if_none_match = value.decode("latin-1")
+        state = scope["app"].state
+        principal = _bearer_principal(state.keys, authorization)
+        query = _plain_query(scope["query_string"])
+        if principal is None or Scope.READ not in principal.scopes or query is None:
+            await self.slow(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        bucket = state.rate_limiter
+        wait = bucket.take(principal.key_id)
+        if wait > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"rate limit of {bucket.per_second:g} requests/s per API key exceeded",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        cursor, limit = query
+        response = await self.answer(state, scope["path_params"]["customer_id"], cursor, limit, if_none_match)
+        await response(scope, receive, send)
+
+
+def _bearer_principal(store: KeyStore, header: str | None) -> Principal | None:
+    """``shared.auth.principal_of`` without its refusals (those are left to the FastAPI route)."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return store.authenticate(token)
+
+
+def _plain_query(raw: bytes) -> tuple[str | None, int | None] | None:
+    """(cursor, limit) when the query is one FastAPI would accept as is; None for anything else."""
+    if not raw:
+        return None, None
+    params = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))  # the last value wins, as in FastAPI
+    limit = params.get("limit")
+    if limit is not None and not (QUERY_LIMIT.match(limit) and int(limit) >= 1):
+        return None
+    return params.get("cursor"), int(limit) if limit is not None else None
 
 
 class Sessions:

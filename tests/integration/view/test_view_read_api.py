@@ -140,7 +140,8 @@ async def test_the_page_with_a_browser_session(view: View, stack: Stack, topics:
     ])
 
     async def projected() -> bool:
-        return len((await view.tab(c))["coupon_usage"]["items"]) == 2
+        tab = await view.tab(c)
+        return len(tab["coupon_usage"]["items"]) == 2 and len(tab["gift_cards"]) == 1  # three topics, any order
 
     await eventually(projected, timeout_s=20, what="projected")
     url = f"/customers/{c}/marketing"
