@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -288,7 +289,21 @@ class SegmentEngine:
             ids = {e.customer_id for e in events}
             first_seen = await store.ensure_customers(conn, ids)
             await store.lock_customers(conn, ids)
+            # A customer with one event in the batch (the common case): set-based, one statement per kind.
+            # A customer with several: one by one, in order (equal occurred_at: the later one wins).
+            per_customer = Tally(e.customer_id for e in events)
+            registrations = [
+                (e.customer_id, e.registered_at, business_day(e.registered_at, self.tz), e.home_store_id,
+                 e.loyalty_tier, e.occurred_at)
+                for e in events if isinstance(e, CustomerRegistered) and per_customer[e.customer_id] == 1
+            ]
+            tiers = [(e.customer_id, e.tier, e.occurred_at) for e in events
+                     if isinstance(e, CustomerLoyaltyTierChanged) and per_customer[e.customer_id] == 1]
+            await store.apply_registrations(conn, registrations)
+            await store.apply_tiers(conn, tiers)
             for e in events:
+                if per_customer[e.customer_id] == 1:
+                    continue
                 if isinstance(e, CustomerRegistered):
                     await store.apply_registration(
                         conn, customer_id=e.customer_id, registered_at=e.registered_at,

@@ -154,6 +154,46 @@ async def apply_tier(conn: asyncpg.Connection, *, customer_id: str, tier: str, o
     )
 
 
+async def apply_registrations(conn: asyncpg.Connection,
+                              rows: Sequence[tuple[str, datetime, date, str | None, str | None, datetime]]) -> None:
+    """``apply_registration`` for many customers in one statement: (customer_id, registered_at, signup_day,
+    home_store_id, loyalty_tier, occurred_at), at most one row per customer (the caller ensures it)."""
+    if not rows:
+        return
+    await conn.execute(
+        "UPDATE customers AS c SET"
+        " registered_at = CASE WHEN c.registration_at IS NULL OR u.occurred_at >= c.registration_at"
+        "   THEN u.registered_at ELSE c.registered_at END,"
+        " signup_day = CASE WHEN c.registration_at IS NULL OR u.occurred_at >= c.registration_at"
+        "   THEN u.signup_day ELSE c.signup_day END,"
+        " home_store_id = CASE WHEN c.registration_at IS NULL OR u.occurred_at >= c.registration_at"
+        "   THEN u.home_store_id ELSE c.home_store_id END,"
+        " loyalty_tier = CASE WHEN u.tier IS NOT NULL AND (c.tier_at IS NULL OR u.occurred_at >= c.tier_at)"
+        "   THEN u.tier ELSE c.loyalty_tier END,"
+        " tier_at = CASE WHEN u.tier IS NOT NULL AND (c.tier_at IS NULL OR u.occurred_at >= c.tier_at)"
+        "   THEN u.occurred_at ELSE c.tier_at END,"
+        " registration_at = GREATEST(c.registration_at, u.occurred_at), updated_at = now()"
+        " FROM unnest($1::text[], $2::timestamptz[], $3::date[], $4::text[], $5::text[], $6::timestamptz[])"
+        "   AS u(customer_id, registered_at, signup_day, home_store_id, tier, occurred_at)"
+        " WHERE c.customer_id = u.customer_id",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [r[4] for r in rows], [r[5] for r in rows],
+    )
+
+
+async def apply_tiers(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, datetime]]) -> None:
+    """``apply_tier`` for many customers in one statement: (customer_id, tier, occurred_at), at most one row
+    per customer (the caller ensures it)."""
+    if not rows:
+        return
+    await conn.execute(
+        "UPDATE customers AS c SET loyalty_tier = u.tier, tier_at = u.occurred_at, updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(customer_id, tier, occurred_at)"
+        " WHERE c.customer_id = u.customer_id AND (c.tier_at IS NULL OR u.occurred_at >= c.tier_at)",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+    )
+
+
 async def bump_facts(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> None:
     ids = sorted(set(customer_ids))
     if ids:
