@@ -19,6 +19,7 @@ SUFFIX = b"@@S@@"
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CARD = re.compile(rb"gc_[0-9a-f]{20}")
 EVENTS_PER_CUSTOMER = 14
+REPLAY_BATCH = 5000  # max_poll_records of the bare replay, as the rebuild's batch_records
 
 
 def templates() -> list[tuple[str, bytes, bytes]]:
@@ -79,10 +80,59 @@ async def _sample_usage(redis: Redis, key_prefix: str, gen: str, customers: list
     return total / len(customers)
 
 
+async def bare_replay(bootstrap: str, physical_topics: list[str]) -> tuple[int, float]:
+    """The floor of reading the history here: a plain aiokafka consumer (same fetch settings as the rebuild)
+    reads every record of the topics from the beginning to the end offsets, without decoding anything.
+    Returns (records, seconds)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from services.marketing_view.rebuild import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed",
+                                max_poll_records=REPLAY_BATCH, fetch_max_bytes=FETCH_MAX_BYTES,
+                                max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(t, p) for t in physical_topics for p in cluster.partitions_for_topic(t) or []]
+        consumer.assign(partitions)
+        begin = await consumer.beginning_offsets(partitions)
+        end = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, begin[tp])
+        pending = {tp for tp in partitions if end[tp] > begin[tp]}
+        records = 0
+        while pending:
+            polled = await consumer.getmany(*pending, timeout_ms=500, max_records=REPLAY_BATCH)
+            for batch in polled.values():
+                records += len(batch)
+            for tp in list(pending):
+                if await consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+        return records, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def bare_redis_docs(redis: Redis, key_prefix: str, sample: dict[bytes, bytes], count: int) -> float:
+    """The floor of writing the result: one pipelined HSET per customer of a real rebuilt customer's hash
+    (no script, no version check, no history zset). Returns seconds."""
+    started = time.perf_counter()
+    for first in range(0, count, 1000):
+        pipe = redis.pipeline(transaction=False)
+        for n in range(first, min(count, first + 1000)):
+            pipe.hset(f"{key_prefix}:bare:{{C-TPL{n:07d}}}:d", mapping=sample)  # type: ignore[arg-type]
+        await pipe.execute()
+    return time.perf_counter() - started
+
+
 async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any]:
     """Produce the customers in steps up to each size, rebuild after each step into a fresh key prefix."""
     from services.marketing_view.app import make_rebuilder
     from services.marketing_view.config import Settings
+    from services.marketing_view.keys import KeySpace
     from shared.kafka import ensure_topics
 
     prefix = f"bench{run_tag}.mv."
@@ -115,6 +165,13 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
                 out[f"redis_bytes_per_customer_{size}"] = (after - before) / size
                 sample = [f"C-TPL{n:07d}" for n in range(1, size + 1, max(1, size // 200))]
                 out["redis_memory_usage_sample_bytes"] = await _sample_usage(redis, key_prefix, gen, sample)
+                if size == max(sizes):  # the floors, measured on the same records right after the rebuild
+                    records, seconds = await bare_replay(stack.kafka, [prefix + t for t in DOMAIN_TOPICS])
+                    out[f"rebuild_bare_replay_{size}_s"] = seconds
+                    out["rebuild_bare_replay_records"] = records
+                    doc = await redis.hgetall(KeySpace(key_prefix).doc(gen, sample[0]))
+                    out[f"rebuild_bare_redis_{size}_s"] = await bare_redis_docs(redis, key_prefix, doc, size)
+                    out["rebuild_bare_size"] = size
         finally:
             await producer.stop()
     finally:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ _REDEMPTION_BACK = {v: k.value for k, v in _REDEMPTION.items()}
 _SYMBOLS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "MXN": "MX$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 T = TypeVar("T")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def dumps(value: Any) -> bytes:
@@ -72,7 +74,7 @@ def row_digest(redemption_id: str) -> str:
     """8 characters (48 bits) naming a redemption inside its customer's keys. Two redemptions of one customer
     share a digest with odds of n^2/2^49 (about 2e-9 for a customer with 1,000 redemptions)."""
     digest = hashlib.blake2b(redemption_id.encode(), digest_size=6).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode()  # = urlsafe_b64encode
 
 
 def cents(amount: Decimal) -> int:

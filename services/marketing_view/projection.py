@@ -68,7 +68,7 @@ class Projector:
         if not generations or not len(batch):
             return result
         k = self._keys
-        # per (generation, customer): the blob fields of its writes, and the kind of each counted write
+        # per (generation, customer): its framed writes (scripts.*_op), and the kind of each counted write
         ops: dict[tuple[str, str], tuple[list[Any], list[str | None]]] = {}
 
         def customer(gen: str, customer_id: str) -> tuple[list[Any], list[str | None]]:
@@ -81,7 +81,8 @@ class Projector:
         if batch.cards:
             moves = [(gen, c) for gen in generations for c in batch.cards.values()]
             outcomes = await self._call("move_cards", [
-                ([k.card_index(gen, c.card_id)], [c.version, c.customer_id or "", c.previous_customer_id or ""])
+                ([k.card_index(gen, c.card_id)], [scripts.move_card_args(c.version, c.customer_id or "",
+                                                                        c.previous_customer_id or "")])
                 for gen, c in moves])
             for (gen, card), outcome in zip(moves, outcomes, strict=True):
                 applied, owner, formers = outcome.decode().split("|", 2)
@@ -90,25 +91,25 @@ class Projector:
                     continue
                 if owner and owner == card.customer_id:
                     fields, kinds = customer(gen, owner)
-                    fields += (b"P", card.card_id, card.version, card.value)
+                    fields.append(scripts.put_card_op(card.card_id, card.version, card.value))
                     kinds.append(None)
                     placed.append((gen, card))
                 for former in formers.split():
                     fields, kinds = customer(gen, former)
-                    fields += (b"D", card.card_id, card.version)
+                    fields.append(scripts.drop_card_op(card.card_id, card.version))
                     kinds.append(None)
         for gen in generations:
             for s in batch.segments.values():
                 fields, kinds = customer(gen, s.customer_id)
-                fields += (b"S", s.version, s.value)
+                fields.append(scripts.segments_op(s.version, s.value))
                 kinds.append("segments")
             for i in batch.insights.values():
                 fields, kinds = customer(gen, i.customer_id)
-                fields += (b"I", i.version, i.value)
+                fields.append(scripts.insights_op(i.version, i.value))
                 kinds.append("insights")
             for r in batch.redemptions.values():
                 fields, kinds = customer(gen, r.customer_id)
-                fields += (b"R", r.digest, r.version, r.used_ms, r.compact, r.full, r.code, r.meta)
+                fields.append(scripts.redemption_op(r.digest, r.version, r.used_ms, r.compact, r.full, r.code, r.meta))
                 kinds.append("redemption")
         if ops:
             entries = list(ops.items())
@@ -128,7 +129,7 @@ class Projector:
 
     async def _call(self, script: str, items: list[tuple[list[str], list[Any]]],
                     sizes: list[int] | None = None) -> list[bytes]:
-        """Run a batched script over items (keys, blob fields), as few calls as the slots allow; one pipeline.
+        """Run a batched script over items (keys, framed arguments), as few calls as the slots allow; one pipeline.
         Returns each item's answer, in order."""
         groups: dict[int, list[int]] = {}
         calls: list[list[int]] = []
@@ -151,7 +152,7 @@ class Projector:
             for n in group:
                 keys, fields = items[n]
                 keys_out += keys
-                blobs.append(scripts.blob(fields))
+                blobs.append(b"".join(fields))
             batch.append((script, keys_out, blobs))
         answers = await scripts.run(self._redis, batch)
         out: list[bytes] = [b""] * len(items)
@@ -179,6 +180,6 @@ class Projector:
                 continue
             version, owner, _ = raw.decode().split("|", 2)
             if int(version) > card.version and owner != card.customer_id and card.customer_id:
-                drops.setdefault((gen, card.customer_id), []).extend((b"D", card.card_id, int(version)))
+                drops.setdefault((gen, card.customer_id), []).append(scripts.drop_card_op(card.card_id, int(version)))
         if drops:
             await self._call("apply", [(k.customer(gen, cid), fields) for (gen, cid), fields in drops.items()])

@@ -42,8 +42,8 @@ from shared.settings import CommonSettings
 log = structlog.get_logger(__name__)
 
 LOCK_TTL_MS = 15_000
-FETCH_MAX_BYTES = 8 * 1024 * 1024
-PARTITION_FETCH_BYTES = 2 * 1024 * 1024
+FETCH_MAX_BYTES = 1024 * 1024
+PARTITION_FETCH_BYTES = 256 * 1024
 
 
 class RebuildBusy(RuntimeError):
