@@ -25,7 +25,6 @@ from prometheus_client import Counter
 from services.segment_engine import domain, store
 from services.segment_engine.compiler import CompiledRule, compile_rule
 from services.segment_engine.domain import Membership, Reason
-from services.segment_engine.ir import Metric, compute_metrics
 from services.segment_engine.rules import RuleError, canonical, parse_rule
 from services.segment_engine.sqlgen import evaluation_query
 from shared import inbox
@@ -326,20 +325,21 @@ class SegmentEngine:
         await store.bump_facts(conn, customer_ids)
         today = self.today(now)
         segments = await self.segments(conn)
-        facts = await store.load_facts(conn, customer_ids)
+        # The set-based interpreter restricted to these customers: one statement computes every segment's
+        # verdict and explanation (the same meaning as ir.py's, held to it by the paths-agree property test),
+        # instead of loading their facts and evaluating each segment in Python.
+        query = evaluation_query([s.compiled for s in segments], today, customer_ids=customer_ids)
+        verdicts = {r["customer_id"]: r["notes"] for r in await store.run_query(conn, query)}
         current = await store.load_memberships(conn, customer_ids)
         changes: list[Membership] = []
         history: list[store.HistoryEntry] = []
-        metrics = _union_metrics(segments)
         for customer_id in customer_ids:
-            customer = facts.get(customer_id)
-            if customer is None:
+            notes_of = verdicts.get(customer_id)
+            if notes_of is None:
                 continue
-            values = compute_metrics(metrics, customer, today)  # once per customer, for every segment
-            for segment in segments:
+            for segment, notes in zip(segments, notes_of, strict=True):
                 before = current.get((segment.segment_id, customer_id)) or domain.blank(segment.segment_id,
                                                                                          customer_id)
-                notes = segment.compiled.evaluate(customer, today, values)
                 after, transition = domain.evaluate(before, notes, today, entered=Reason.RULE_MATCHED,
                                                     left=Reason.RULE_STOPPED_MATCHING)
                 if after != before:
@@ -553,11 +553,6 @@ class SegmentEngine:
     def _wake_all(self) -> None:
         self.wake_relay()
         self.jobs_wake.set()
-
-
-def _union_metrics(segments: Sequence[Segment]) -> list[Metric]:
-    """Every metric any of the segments needs, each once (one computation per customer for all segments)."""
-    return list(dict.fromkeys(m for segment in segments for m in segment.compiled.metrics))
 
 
 def _count(transitions: Iterable[domain.Transition | store.HistoryEntry]) -> None:
