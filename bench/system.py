@@ -64,8 +64,12 @@ async def outbox_backlog(conn: asyncpg.Connection) -> int:
     return total
 
 
-async def wait_caught_up(stack: Stack, *, timeout_s: float, interval_s: float = 0.1) -> float:
-    """Poll until every group has lag 0 and every outbox is empty twice in a row; returns that moment."""
+async def wait_caught_up(stack: Stack, *, timeout_s: float, interval_s: float = 0.1,
+                         drained: dict[str, float] | None = None) -> float:
+    """Poll until every group has lag 0 and every outbox is empty twice in a row; returns that moment.
+
+    ``drained`` (if given) gets, per group and for the outboxes, the first moment of the last stretch with
+    nothing left (perf_counter): which consumer finished last, i.e. which one bounds the ingest rate."""
     conn = await asyncpg.connect(stack.database_url)
     try:
         async with LagProbe(stack.kafka, GROUP_TOPICS) as probe:
@@ -75,6 +79,12 @@ async def wait_caught_up(stack: Stack, *, timeout_s: float, interval_s: float = 
                 now = time.perf_counter()
                 lags = await probe.lags()
                 backlog = await outbox_backlog(conn)
+                if drained is not None:
+                    for name, left in (*lags.items(), ("outbox", backlog)):
+                        if left:
+                            drained.pop(name, None)
+                        else:
+                            drained.setdefault(name, now)
                 if not any(lags.values()) and backlog == 0:
                     if first_clean is not None:  # confirmed: outbox rows published and consumed in between
                         return first_clean
@@ -96,9 +106,11 @@ async def ingest(stack: Stack, messages: list[Encoded], *, timeout_s: float) -> 
         published = time.perf_counter()
     finally:
         await producer.stop()
-    done = await wait_caught_up(stack, timeout_s=timeout_s)
+    drained: dict[str, float] = {}
+    done = await wait_caught_up(stack, timeout_s=timeout_s, drained=drained)
     elapsed = done - started
     return {"ingest_events": len(messages), "ingest_seconds": elapsed,
+            "ingest_drained_s": {name: round(at - started, 3) for name, at in sorted(drained.items())},
             "ingest_events_per_s": rate(len(messages), elapsed),
             "ingest_publish_events_per_s": rate(len(messages), published - started)}
 
