@@ -50,8 +50,10 @@ SERVICES = {  # name -> (port, env var with its URL)
 # marketing_view runs as two processes of the same code: the read API (port 8084, MARKETING_VIEW_URL) and the
 # projector (Kafka consumer, loss watchdog, auto-rebuild; HTTP: health, readiness, metrics only), so reads
 # never wait behind a projection batch. name -> (python module, environment of that process only).
+# MARKETING_VIEW_WORKERS=2 `make up` runs the API as two processes (measured: no gain on this 2-core machine).
 PROCESSES = {
-    "marketing_view": ("marketing_view", {"MARKETING_VIEW_ROLE": "api"}),
+    "marketing_view": ("marketing_view", {"MARKETING_VIEW_ROLE": "api",
+                                          "MARKETING_VIEW_WORKERS": os.environ.get("MARKETING_VIEW_WORKERS", "1")}),
     "marketing_view_projector": ("marketing_view", {"MARKETING_VIEW_ROLE": "projector",
                                                     "MARKETING_VIEW_HTTP_PORT": str(HTTP_BASE + 4)}),
 }
@@ -385,7 +387,9 @@ def start_services(env: dict[str, str]) -> list[str]:
         if pid_of(name) is not None:
             continue
         module = module_of(name)
-        own = PROCESSES.get(name, (module, {}))[1]
+        own = dict(PROCESSES.get(name, (module, {}))[1])
+        if module == "marketing_view":  # page sessions must verify in every worker and process
+            own["MARKETING_VIEW_SESSION_SECRET"] = secret("view_session_secret", 32)
         spawn(name, [str(PYTHON), "-m", f"services.{module}", "serve"], marker=f"services.{module}",
               env={**os.environ, **env, **own, "PYTHONUNBUFFERED": "1"})
         started.append(name)

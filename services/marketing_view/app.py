@@ -45,6 +45,7 @@ from shared.consumer import Delivery
 from shared.contracts import topics
 from shared.contracts.domain import CouponDomainEvent, GiftCardDomainEvent, SegmentDomainEvent
 from shared.http import add_check, create_http_app
+from shared.logging import configure_logging
 from shared.ratelimit import limited
 from shared.runtime import add_runtime_checks, open_runtime
 
@@ -289,6 +290,25 @@ def _add_tab_routes(app: FastAPI, settings: Settings, sessions: Sessions, tz: Zo
             return html(503, "Temporarily unavailable", "The Marketing tab is being rebuilt: " + exc.status
                         + ". Reload in a few seconds.", extra_headers={"Retry-After": "2"})
         return HTMLResponse(pages.tab_page(tab, tz=tz, on_later_page=cursor is not None), headers=PAGE_HEADERS)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process (``serve_workers``): settings and logging from the environment."""
+    settings = Settings()
+    configure_logging(NAME, settings.log_level)
+    return create_app(settings)
+
+
+def serve_workers(settings: Settings) -> int:
+    """``settings.workers`` server processes of the api role on one port (uvicorn's supervisor; each worker
+    has its own event loop, watchdog and per-key rate limit bucket)."""
+    import uvicorn
+
+    configure_logging(NAME, settings.log_level)
+    uvicorn.run("services.marketing_view.app:app_from_env", factory=True, workers=settings.workers,
+                host=settings.http_host, port=settings.http_port, loop="uvloop", log_config=None, access_log=False,
+                timeout_graceful_shutdown=5)
+    return 0
 
 
 def asyncapi(settings: Settings) -> AsyncAPI:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -16,6 +16,10 @@ class Settings(CommonSettings):
         "all", description="What this process does: 'api' serves the read API and the tab page (no consumer, no "
                            "rebuild), 'projector' runs the live projection, the loss watchdog and auto-rebuild "
                            "(HTTP: health, readiness and metrics only), 'all' both in one process",
+    )
+    workers: int = Field(
+        1, ge=1, le=16, description="Server processes of the 'api' role on the one port (uvicorn workers); more than "
+                                    "one needs SESSION_SECRET (the page's sessions must verify in every process)",
     )
     consumer_group: str = Field("marketing_view", description="Kafka consumer group of the live projection")
     redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster (keys are slot-safe)")
@@ -48,6 +52,14 @@ class Settings(CommonSettings):
         if "{invoice_number}" not in value or not value.startswith(("https://", "http://", "/")):
             raise ValueError("invoice_url_template must be an http(s) URL or path containing {invoice_number}")
         return value
+
+    @model_validator(mode="after")
+    def _workers_serve_the_api_only(self) -> Settings:
+        if self.workers > 1 and self.role != "api":
+            raise ValueError("workers > 1 is for the 'api' role only (the projector scales with replicas)")
+        if self.workers > 1 and self.session_secret is None:
+            raise ValueError("workers > 1 needs session_secret: a page session must verify in every worker")
+        return self
 
     @property
     def serves_api(self) -> bool:
