@@ -143,6 +143,8 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
     tpl = templates()
     redis = Redis.from_url(stack.redis_url)
     points: list[tuple[int, float]] = []
+    bare_replay_points: list[tuple[int, float]] = []
+    bare_redis_points: list[tuple[int, float]] = []
     out: dict[str, Any] = {}
     produced = 0
     try:
@@ -156,22 +158,25 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
                 produced = size
                 await _unlink_prefix(redis, key_prefix)
                 before = (await redis.info("memory"))["used_memory"]
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 gen = await make_rebuilder(settings, redis, None, None).run("benchmark")
                 seconds = time.perf_counter() - started
+                out[f"rebuild_{size}_cpu_s"] = time.process_time() - cpu  # this process only (not Redis, Kafka)
                 after = (await redis.info("memory"))["used_memory"]
                 points.append((size, seconds))
                 out[f"rebuild_{size}_s"] = seconds
                 out[f"redis_bytes_per_customer_{size}"] = (after - before) / size
                 sample = [f"C-TPL{n:07d}" for n in range(1, size + 1, max(1, size // 200))]
                 out["redis_memory_usage_sample_bytes"] = await _sample_usage(redis, key_prefix, gen, sample)
-                if size == max(sizes):  # the floors, measured on the same records right after the rebuild
-                    records, seconds = await bare_replay(stack.kafka, [prefix + t for t in DOMAIN_TOPICS])
-                    out[f"rebuild_bare_replay_{size}_s"] = seconds
-                    out["rebuild_bare_replay_records"] = records
-                    doc = await redis.hgetall(KeySpace(key_prefix).doc(gen, sample[0]))
-                    out[f"rebuild_bare_redis_{size}_s"] = await bare_redis_docs(redis, key_prefix, doc, size)
-                    out["rebuild_bare_size"] = size
+                # the floors, measured on the same records right after the rebuild
+                records, bare = await bare_replay(stack.kafka, [prefix + t for t in DOMAIN_TOPICS])
+                out[f"rebuild_bare_replay_{size}_s"] = bare
+                out["rebuild_bare_replay_records"] = records
+                bare_replay_points.append((size, bare))
+                doc = await redis.hgetall(KeySpace(key_prefix).doc(gen, sample[0]))
+                bare = await bare_redis_docs(redis, key_prefix, doc, size)
+                out[f"rebuild_bare_redis_{size}_s"] = bare
+                bare_redis_points.append((size, bare))
         finally:
             await producer.stop()
     finally:
@@ -179,5 +184,7 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
         await redis.aclose()
         await delete_topics(stack.kafka, prefix)
     out["rebuild_points"] = points
+    out["rebuild_bare_replay_points"] = bare_replay_points
+    out["rebuild_bare_redis_points"] = bare_redis_points
     out["rebuild_events_per_customer"] = EVENTS_PER_CUSTOMER
     return out

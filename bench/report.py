@@ -109,6 +109,7 @@ FIGURES = (
     ("bare_sql_scan_s", "bare SQL scan + predicate (1M customers)", "s"),
     ("backfill_1m_s", "backfill of a changed rule (1M customers)", "s"),
     ("rebuild_1m_s", "rebuild of the read model (1M customers)", "s"),
+    ("rebuild_cpu_us_per_customer", "rebuild: CPU of the rebuilding process per customer (largest size)", "µs"),
     ("rebuild_bare_replay_1m_s", "bare replay: reading the rebuild's 14M records, no decoding (1M customers)", "s"),
     ("rebuild_bare_redis_1m_s", "bare Redis: one pipelined HSET of a rebuilt tab per customer (1M customers)", "s"),
     ("redis_bytes_per_customer", "Redis per typical customer", "bytes"),

@@ -86,10 +86,16 @@ def extrapolations(results: dict[str, Any]) -> None:
                 f"1,000,000 customers ({MILLION * 14:,} events) do not fit one run's time budget here; measured "
                 f"{sizes} (14 events per customer); {verdict}: {fit.slope * 1e6:.1f} µs per customer + "
                 f"{fit.intercept:.2f} s -> {results['rebuild_1m_s']:.0f} s.")
-        bare = results.get("rebuild_bare_size")
-        if bare:  # the floors of the rebuild, measured on the same records, scaled linearly to 1M
-            results["rebuild_bare_replay_1m_s"] = results[f"rebuild_bare_replay_{bare}_s"] * MILLION / bare
-            results["rebuild_bare_redis_1m_s"] = results[f"rebuild_bare_redis_{bare}_s"] * MILLION / bare
+        cpu = results.get(f"rebuild_{largest}_cpu_s")
+        if cpu is not None:  # the rebuilding process's own CPU: steadier than wall time on a busy machine
+            results["rebuild_cpu_us_per_customer"] = cpu / largest * 1e6
+        for floor in ("replay", "redis"):  # the floors of the rebuild, measured on the same records
+            measured = results.get(f"rebuild_bare_{floor}_points") or []
+            if len(measured) >= 2 and largest < MILLION:  # the same line as the rebuild's: slope, not start-up
+                results[f"rebuild_bare_{floor}_1m_s"] = linear_fit(measured).at(MILLION)
+            elif measured:
+                size, seconds = max(measured)
+                results[f"rebuild_bare_{floor}_1m_s"] = seconds * MILLION / size
         sizes_measured = sorted(k for k in results if k.startswith("redis_bytes_per_customer_"))
         if sizes_measured:
             results["redis_bytes_per_customer"] = results[sizes_measured[0]]

@@ -69,20 +69,20 @@ class Projector:
             return result
         k = self._keys
         # per (generation, customer): its framed writes (scripts.*_op), and the kind of each counted write
-        ops: dict[tuple[str, str], tuple[list[Any], list[str | None]]] = {}
+        ops: dict[tuple[str, str], tuple[list[bytes], list[str | None], list[int]]] = {}
 
-        def customer(gen: str, customer_id: str) -> tuple[list[Any], list[str | None]]:
+        def customer(gen: str, customer_id: str) -> tuple[list[bytes], list[str | None], list[int]]:
             entry = ops.get((gen, customer_id))
             if entry is None:
-                entry = ops[(gen, customer_id)] = ([], [])
+                entry = ops[(gen, customer_id)] = ([], [], [0])
             return entry
 
         placed: list[tuple[str, writes.CardWrite]] = []
         if batch.cards:
             moves = [(gen, c) for gen in generations for c in batch.cards.values()]
             outcomes = await self._call("move_cards", [
-                ([k.card_index(gen, c.card_id)], [scripts.move_card_args(c.version, c.customer_id or "",
-                                                                        c.previous_customer_id or "")])
+                ([k.card_index(gen, c.card_id)], scripts.move_card_args(c.version, c.customer_id or "",
+                                                                       c.previous_customer_id or ""))
                 for gen, c in moves])
             for (gen, card), outcome in zip(moves, outcomes, strict=True):
                 applied, owner, formers = outcome.decode().split("|", 2)
@@ -90,33 +90,39 @@ class Projector:
                 if applied == "0":
                     continue
                 if owner and owner == card.customer_id:
-                    fields, kinds = customer(gen, owner)
+                    fields, kinds, count = customer(gen, owner)
                     fields.append(scripts.put_card_op(card.card_id, card.version, card.value))
                     kinds.append(None)
+                    count[0] += 4
                     placed.append((gen, card))
                 for former in formers.split():
-                    fields, kinds = customer(gen, former)
+                    fields, kinds, count = customer(gen, former)
                     fields.append(scripts.drop_card_op(card.card_id, card.version))
                     kinds.append(None)
+                    count[0] += 3
         for gen in generations:
             for s in batch.segments.values():
-                fields, kinds = customer(gen, s.customer_id)
+                fields, kinds, count = customer(gen, s.customer_id)
                 fields.append(scripts.segments_op(s.version, s.value))
                 kinds.append("segments")
+                count[0] += 3
             for i in batch.insights.values():
-                fields, kinds = customer(gen, i.customer_id)
+                fields, kinds, count = customer(gen, i.customer_id)
                 fields.append(scripts.insights_op(i.version, i.value))
                 kinds.append("insights")
+                count[0] += 3
             for r in batch.redemptions.values():
-                fields, kinds = customer(gen, r.customer_id)
+                fields, kinds, count = customer(gen, r.customer_id)
                 fields.append(scripts.redemption_op(r.digest, r.version, r.used_ms, r.compact, r.full, r.code, r.meta))
                 kinds.append("redemption")
+                count[0] += 8
         if ops:
             entries = list(ops.items())
             outcomes = await self._call(
-                "apply", [(k.customer(gen, cid), fields) for (gen, cid), (fields, _) in entries],
-                sizes=[len(kinds) for _, (_, kinds) in entries])
-            for (_, (_, kinds)), outcome in zip(entries, outcomes, strict=True):
+                "apply", [(k.customer(gen, cid), scripts.frame(count[0], fields))
+                          for (gen, cid), (fields, _, count) in entries],
+                sizes=[len(kinds) for _, (_, kinds, _) in entries])
+            for (_, (_, kinds, _)), outcome in zip(entries, outcomes, strict=True):
                 for kind, changed in zip(kinds, outcome, strict=True):
                     if kind is not None:
                         result.count(kind, changed == 49)  # b"1"
@@ -127,9 +133,9 @@ class Projector:
             metrics.PROJECTED.labels(kind, "unchanged").inc(unchanged)
         return result
 
-    async def _call(self, script: str, items: list[tuple[list[str], list[Any]]],
+    async def _call(self, script: str, items: list[tuple[list[str], bytes]],
                     sizes: list[int] | None = None) -> list[bytes]:
-        """Run a batched script over items (keys, framed arguments), as few calls as the slots allow; one pipeline.
+        """Run a batched script over items (keys, blob), as few calls as the slots allow; one pipeline.
         Returns each item's answer, in order."""
         groups: dict[int, list[int]] = {}
         calls: list[list[int]] = []
@@ -150,9 +156,9 @@ class Projector:
             keys_out: list[str] = []
             blobs: list[bytes] = []
             for n in group:
-                keys, fields = items[n]
+                keys, blob = items[n]
                 keys_out += keys
-                blobs.append(b"".join(fields))
+                blobs.append(blob)
             batch.append((script, keys_out, blobs))
         answers = await scripts.run(self._redis, batch)
         out: list[bytes] = [b""] * len(items)
@@ -174,7 +180,7 @@ class Projector:
             indexes = []
             for start in range(0, len(names), 1000):
                 indexes += await self._redis.mget(names[start:start + 1000])
-        drops: dict[tuple[str, str], list[Any]] = {}
+        drops: dict[tuple[str, str], list[bytes]] = {}
         for (gen, card), raw in zip(placed, indexes, strict=True):
             if raw is None:
                 continue
@@ -182,4 +188,5 @@ class Projector:
             if int(version) > card.version and owner != card.customer_id and card.customer_id:
                 drops.setdefault((gen, card.customer_id), []).append(scripts.drop_card_op(card.card_id, int(version)))
         if drops:
-            await self._call("apply", [(k.customer(gen, cid), fields) for (gen, cid), fields in drops.items()])
+            await self._call("apply", [(k.customer(gen, cid), scripts.frame(3 * len(ops), ops))
+                                       for (gen, cid), ops in drops.items()])

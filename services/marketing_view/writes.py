@@ -135,6 +135,8 @@ _fromiso = datetime.fromisoformat
 _dumps = orjson.dumps
 _date_int = domain.date_int
 _EPOCH, _ONE_MS = domain.EPOCH, domain.ONE_MS
+_RedemptionWrite, _row_digest = domain.RedemptionWrite, domain.row_digest
+_metas: dict[tuple[Any, ...], bytes] = {}
 
 
 _checked_id = ""
@@ -226,12 +228,18 @@ def _redemption(raw: dict[str, Any]) -> domain.RedemptionWrite:
             or (reason is not None and type(reason) is not str) or type(redemption_id) is not str
             or not _ID(redemption_id)):
         raise _Slow
-    currency = raw["currency"]
-    if type(currency) is not str or not _CURRENCY(currency):
-        raise _Slow
+    currency, discount = raw["currency"], raw["discount_type"]
+    meta_key = (name, discount, value, currency)
+    meta_bytes = _metas.get(meta_key)  # a coupon's name/type/value/currency repeat across its redemptions
+    meta = [name, _DISCOUNT[discount], value, currency]
+    if meta_bytes is None:
+        if type(currency) is not str or not _CURRENCY(currency):
+            raise _Slow
+        if len(_metas) > 10_000:
+            _metas.clear()
+        meta_bytes = _metas[meta_key] = _dumps(meta)
     if status != 1:
         reason = None
-    meta = [name, _DISCOUNT[raw["discount_type"]], value, currency]
     head: list[Any] = [version, code, _cents(raw["discount_amount"]), _id(raw["invoice_number"])]
     if reversed_ms is None and flags is None and reason is None:
         compact = _dumps(head) if status == 0 else _dumps([*head, status])
@@ -240,11 +248,8 @@ def _redemption(raw: dict[str, Any]) -> domain.RedemptionWrite:
         while tail and not tail[-1]:
             tail.pop()
         compact = _dumps(head + tail)
-    return domain.RedemptionWrite(
-        customer_id=_id(raw["customer_id"]), digest=domain.row_digest(redemption_id), version=version,
-        used_ms=_moment_ms(raw["used_at"]), compact=compact,
-        full=_dumps([*head, status, reversed_ms, flags, meta, reason]), code=code, meta=_dumps(meta),
-    )
+    return _RedemptionWrite(_id(raw["customer_id"]), _row_digest(redemption_id), version, _moment_ms(raw["used_at"]),
+                            compact, _dumps([*head, status, reversed_ms, flags, meta, reason]), code, meta_bytes)
 
 
 def _card(raw: dict[str, Any]) -> CardWrite:
