@@ -3,13 +3,14 @@
 A job runs in two phases:
 
 1. **evaluating**: one SQL statement evaluates the job's rules for every customer over the facts tables
-   (``sqlgen.evaluation_query``) and keeps only what differs from the stored matches (``store.create_job_diff``):
+   (``sqlgen.evaluation_query``) and keeps only what differs from the stored matches
+   (``backfill_sql.create_job_diff``):
    the customers who enter, leave, or whose explanation changed, each with its ``facts_version`` in that
    snapshot. One pass over the facts, one hash join with the memberships; nothing per customer in Python.
-2. **applying**: the changed customers are taken in id order, ``chunk_size`` at a time, each chunk in one
-   transaction with their rows locked; the diff is applied set-based (``store.apply_chunk``) and every
-   customer whose segment list changed is announced through the outbox. Progress (processed / total) is
-   written with each chunk.
+2. **applying**: the changed customers are cut into ranges of ``chunk_size`` customers in id order, each
+   chunk in one transaction with their rows locked; the diff is applied set-based (``backfill_sql``: a few
+   statements per chunk, whatever its size) and every customer whose segment list changed is announced
+   through the outbox, its event built in SQL. Progress (processed / total) is written with each chunk.
 
 Consistency with the event path: changing a rule takes the rules lock exclusively, reading rules takes it
 shared, so every event transaction either committed before the rule changed (its facts are in the job's
@@ -34,7 +35,7 @@ import asyncpg
 import structlog
 from prometheus_client import Histogram
 
-from services.segment_engine import store
+from services.segment_engine import backfill_sql, store
 from services.segment_engine.compiler import CompiledRule
 from services.segment_engine.domain import Reason
 from services.segment_engine.handlers import SegmentEngine, count_bulk
@@ -64,9 +65,10 @@ class _Target:
 
 class JobRunner:
     def __init__(self, engine: SegmentEngine, *, chunk_size: int = 5000, poll_s: float = 2.0,
-                 work_mem: str | None = "256MB") -> None:
+                 work_mem: str | None = "256MB", workers: int = 2) -> None:
         self.engine = engine
         self.chunk_size = chunk_size
+        self.workers = max(1, workers)  # connections applying chunks at the same time
         self.poll_s = poll_s
         self.work_mem = work_mem if work_mem and WORK_MEM.match(work_mem) else None
 
@@ -116,7 +118,7 @@ class JobRunner:
                 return ran
             finally:
                 with contextlib.suppress(Exception):
-                    await store.drop_job_diff(conn)
+                    await backfill_sql.drop_job_diff(conn)
                     await conn.execute("SELECT pg_advisory_unlock($1)", RUNNER_LOCK)
 
     async def _run(self, conn: asyncpg.Connection, job: asyncpg.Record) -> None:
@@ -160,55 +162,66 @@ class JobRunner:
         if self.work_mem:
             await conn.execute(f"SET work_mem = '{self.work_mem}'")
         try:
-            evaluated, total = await store.create_job_diff(
+            evaluated, total = await backfill_sql.create_job_diff(
                 conn, evaluation_query([t.compiled for t in targets], today), [t.segment_id for t in targets])
         finally:
             if self.work_mem:
                 await conn.execute("RESET work_mem")
         await store.job_progress(conn, job_id, phase="applying", total=total, evaluated=evaluated)
-        after: str | None = None
-        while True:
-            for attempt in range(1, 6):
-                try:
-                    last = await self._apply_chunk(conn, job, after, expected, names, today, entered, left)
-                    break
-                except _Superseded:
-                    return "superseded"
-                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                    if attempt == 5:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
-            if last is None:
-                break
-            after = last
-        await store.drop_job_diff(conn)
-        return "done"
+        bounds = await backfill_sql.chunk_bounds(conn, self.chunk_size)
+        chunks = iter(list(zip([None, *bounds[:-1]], bounds, strict=True)))
+        stop: list[str] = []
 
-    async def _apply_chunk(self, conn: asyncpg.Connection, job: asyncpg.Record, after: str | None,
+        async def worker() -> None:
+            async with engine.pool.acquire() as wconn:
+                await backfill_sql.prepare(wconn)
+                for low, high in chunks:  # shared by the workers: each chunk is taken once
+                    if stop:
+                        return
+                    for attempt in range(1, 6):
+                        try:
+                            await self._apply_chunk(wconn, job, low, high, expected, names, today, entered, left)
+                            break
+                        except _Superseded:
+                            stop.append("superseded")
+                            return
+                        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                            if attempt == 5:
+                                raise
+                            await asyncio.sleep(0.05 * attempt)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.workers, len(bounds))):
+                    group.create_task(worker())
+        except* Exception as failed:
+            raise failed.exceptions[0] from None
+        await backfill_sql.drop_job_diff(conn)
+        return stop[0] if stop else "done"
+
+    async def _apply_chunk(self, conn: asyncpg.Connection, job: asyncpg.Record, low: str | None, high: str | None,
                            expected: dict[str, int], names: dict[str, str], today: date, entered: str,
-                           left: str) -> str | None:
-        """Apply the next chunk of the diff in one transaction. Returns the last customer id of the chunk, or
-        None when the diff is exhausted; raises ``_Superseded`` when the backfill's rule changed meanwhile."""
+                           left: str) -> None:
+        """Apply the chunk ``(low, high]`` of the diff in one transaction; raises ``_Superseded`` when the
+        backfill's rule changed meanwhile."""
         engine = self.engine
+        now = engine.clock.now()
         async with conn.transaction():
             await store.share_rules(conn)
             current = await store.segment_versions_now(conn, list(expected))
             active = [s for s, v in expected.items() if current.get(s) == v]
             if job["kind"] == "backfill" and not active:
                 raise _Superseded
-            chunk = await store.next_diff_customers(conn, after, self.chunk_size)
-            if not chunk:
-                return None
-            versions = await store.lock_unchanged_customers(conn, chunk)
-            result = await store.apply_chunk(
-                conn, customer_ids=list(versions), segment_ids=active, versions=expected, names=names,
-                today=today, now=engine.clock.now(), entered_reason=entered, left_reason=left,
+            customers, _ = await backfill_sql.lock_chunk(conn, low, high)
+            n_entered, n_exited = await backfill_sql.apply_chunk(
+                conn, low=low, high=high, segment_ids=active, versions=expected, names=names, today=today, now=now,
+                entered_reason=entered, left_reason=left,
             )
-            await store.enqueue_lists(conn, {c: versions[c] for c in result.changed_customers}, engine.clock.now())
-            await store.job_progress(conn, job["job_id"], phase="applying", processed=len(chunk),
-                                     entered=result.entered, exited=result.exited,
-                                     changed=len(result.changed_customers))
-        count_bulk(result.entered, entered, result.exited, left)
-        if result.changed_customers:
+            announced = await backfill_sql.announce_chunk(conn, low, high, now)
+        # Progress after the commit, in its own statement: the workers' chunk transactions never wait for each
+        # other on the job's row (a crash in between starts the job over anyway).
+        await store.job_progress(conn, job["job_id"], phase="applying", processed=customers, entered=n_entered,
+                                 exited=n_exited, changed=announced)
+        count_bulk(n_entered, entered, n_exited, left)
+        if announced:
             engine.wake_relay()
-        return chunk[-1]

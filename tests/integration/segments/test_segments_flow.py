@@ -9,8 +9,9 @@ import orjson
 
 from shared.contracts import topics as t
 from tests.conftest import Stack
-from tests.helpers import read_topic
+from tests.helpers import eventually, read_topic
 from tests.integration.segments.support import (
+    Engine,
     days_ago,
     engine,
     registered,
@@ -81,6 +82,9 @@ async def test_time_passing_ends_new_customer_and_starts_at_risk_without_any_eve
         await e.wait_for_segments(newcomer, ["New Customer"])
         await e.wait_applied(6)
         assert await e.segment_names(regular) == []
+        # The default segments' first backfills are done before the clock moves (one still queued would
+        # evaluate as of the new time, and its exits would carry its own reason, not the sweep's).
+        await eventually(lambda: _no_open_jobs(e), timeout_s=30, what="initial backfills done")
 
         e.clock.advance(timedelta(days=2))
         await e.sweep()
@@ -213,3 +217,8 @@ async def test_bad_sales_messages_are_dead_lettered_and_the_consumer_goes_on(sta
         assert {orjson.loads(r.value)["invoice_number"] for r in dead} == {"INV-V2", "INV-FLOAT"}
         rows = await e.db("SELECT invoice_number FROM invoices")
         assert [r["invoice_number"] for r in rows] == ["INV-OK"]
+
+
+async def _no_open_jobs(e: Engine) -> bool:
+    rows = await e.db("SELECT count(*) AS n FROM evaluation_jobs WHERE status IN ('pending', 'running')")
+    return rows[0]["n"] == 0
