@@ -49,7 +49,7 @@ class Applied:
 
 
 class Projector:
-    def __init__(self, redis: AnyRedis, keys: KeySpace, *, writes_per_call: int = 256) -> None:
+    def __init__(self, redis: AnyRedis, keys: KeySpace, *, writes_per_call: int = 64) -> None:
         self._redis = redis
         self._keys = keys
         self._cluster = isinstance(redis, RedisCluster)
