@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -172,6 +173,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def unstorable_text(_: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # NUL (\u0000) passes JSON and URL decoding but Postgres text cannot hold it: the client's input is wrong.
+        return JSONResponse({"detail": "invalid request: text contains a character that cannot be stored "
+                                       "(NUL, \\u0000)"}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

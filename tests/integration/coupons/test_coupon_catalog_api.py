@@ -143,3 +143,15 @@ async def test_scopes_read_for_reads_and_the_till_manage_for_the_catalog(ledger:
                  "/v1/customers/C-1/coupon-insights"]:
         assert (await ledger.http.get(path)).status_code == 401, path
         assert (await ledger.http.get(path, headers=till)).status_code == 200, path
+
+
+async def test_nul_characters_are_a_422_not_a_500(ledger: Ledger) -> None:
+    # Found by Schemathesis: NUL passes URL and JSON decoding, but Postgres text cannot hold it.
+    query = await ledger.http.get("/v1/reports/flagged-redemptions", headers=ledger.auth,
+                                  params={"coupon_code": "FALL\x0010"})
+    assert query.status_code == 422, query.text
+    assert "NUL" in query.json()["detail"]
+    body = await ledger.http.post("/v1/coupons", headers=ledger.auth, json={
+        "code": "NUL1", "name": "bad\x00name", "discount_type": "percent", "discount_value": "5"})
+    assert body.status_code == 422, body.text
+    assert (await ledger.http.get("/v1/coupons/NUL1", headers=ledger.auth)).status_code == 404, "nothing stored"
