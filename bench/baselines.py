@@ -120,9 +120,13 @@ def run_load(urls: list[str], *, rate: float = 0, connections: int = 16, seconds
 
 
 def bare_http(port: int, body_bytes: int, seconds: float, rate: float) -> dict[str, float]:
-    """The same server and framework as the read API (uvicorn + FastAPI on uvloop), answering a constant."""
+    """The same server and framework as the read API (uvicorn + FastAPI on uvloop), answering a constant.
+
+    It runs in a session of its own, as the stack's services do: with the kernel's autogroup scheduling a
+    server sharing the benchmark's session (and its load generator) gets a different share of the CPU.
+    """
     server = subprocess.Popen([sys.executable, "-c", BARE_APP % (body_bytes, port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/v1/customers/C-1/marketing"
         deadline = time.monotonic() + 20
