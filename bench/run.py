@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every step")
     parser.add_argument("--only", action="append", choices=["passthrough", "redis", "ingest", "freshness", "read",
                                                             "backfill", "rebuild"],
-                        help="run only these steps (repeatable; the report then lacks the others)")
+                        help="run only these steps (repeatable); written to bench/results/partial.json and "
+                             "partial.md unless --json/--doc say otherwise")
     parser.add_argument("--backfill-customers", type=int, help="override the backfill size")
     parser.add_argument("--rebuild-sizes", help="override the rebuild sizes, e.g. 50000,100000")
     parser.add_argument("--json", type=Path, help="where to write the figures")
@@ -191,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, backfill_customers=args.backfill_customers)
     if args.rebuild_sizes:
         sizes = replace(sizes, rebuild_sizes=tuple(int(x) for x in args.rebuild_sizes.split(",")))
-    json_path = args.json or ROOT / "bench" / "results" / ("quick.json" if args.quick else "latest.json")
-    doc_path = args.doc or (ROOT / "bench" / "results" / "quick.md" if args.quick else ROOT / "docs" / "benchmarks.md")
+    results_dir = ROOT / "bench" / "results"
+    if args.only and not args.render_only:  # some steps only: never overwrite the report of a whole run
+        json_path = args.json or results_dir / "partial.json"
+        doc_path = args.doc or results_dir / "partial.md"
+    else:
+        json_path = args.json or results_dir / ("quick.json" if args.quick else "latest.json")
+        doc_path = args.doc or (results_dir / "quick.md" if args.quick else ROOT / "docs" / "benchmarks.md")
     if args.render_only:
         import orjson
         results = orjson.loads(json_path.read_bytes())
