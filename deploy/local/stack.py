@@ -275,7 +275,10 @@ def start_postgres() -> None:
         subprocess.run(_as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-U", "marketing",
                                           "--auth=trust", "-E", "UTF8", "--locale=C"]),
                        check=True, stdout=subprocess.DEVNULL)
-    options = f"-p {POSTGRES_PORT} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300"
+    # More than the 128 MB / 1 GB defaults: a 1M-customer backfill writes about 1 GB of WAL, and a
+    # checkpoint in the middle of it costs more than the job's own writes.
+    options = (f"-p {POSTGRES_PORT} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=300"
+               f" -c shared_buffers=512MB -c max_wal_size=4GB")
     subprocess.run(_as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-l",
                                       str(LOCAL / "postgres" / "postgres.log"), "-o", options, "-w", "start"]),
                    check=True, stdout=subprocess.DEVNULL)
