@@ -1,9 +1,9 @@
 """The consumer loop every service runs: poll, decode, apply per partition, dead-letter, then commit.
 
 At-least-once with idempotent effects:
-- a whole poll is applied per logical topic by the service's batch handler (one transaction): the records of
-  all the topic's partitions in the poll, each partition's in order (a key lives in one partition); the
-  topics of one poll concurrently (independent streams, as in replicas owning different partitions);
+- each topic is polled by its own loop (independent streams, as in replicas owning different partitions);
+  a poll is applied by the service's batch handler in one call (one transaction): the records of all the
+  topic's partitions in the poll, each partition's in order (a key lives in one partition);
 - offsets (all partitions of the poll, one request) are committed only after the handlers returned, i.e. after
   the database commits;
 - a message that is not JSON, breaks the contract or has an unknown schema version goes to
@@ -101,9 +101,27 @@ class ConsumerRuntime:
         await self._consumer.stop()
 
     async def _run(self) -> None:
+        if len(self._by_physical) == 1:
+            await self._loop(None)
+            return
+        # One loop per topic, each polling only its topic's assigned partitions and committing their offsets:
+        # topics are independent streams, so a topic's events never wait for another topic's transaction
+        # (a coupon event behind a poll of sales, for instance). Commits are serialised by the client.
+        async with asyncio.TaskGroup() as group:
+            for physical in self._by_physical:
+                group.create_task(self._loop(physical), name=f"{self._service}-consumer-{physical}")
+
+    async def _loop(self, physical: str | None) -> None:
         while True:
             try:
-                polled = await self._consumer.getmany(timeout_ms=500)
+                if physical is None:
+                    polled = await self._consumer.getmany(timeout_ms=500)
+                else:
+                    mine = [tp for tp in self._consumer.assignment() if tp.topic == physical]
+                    if not mine:  # not assigned (yet, or any more): never call getmany() without partitions
+                        await asyncio.sleep(0.1)
+                        continue
+                    polled = await self._consumer.getmany(*mine, timeout_ms=500)
             except KafkaError as exc:
                 self._unready(exc)
                 await asyncio.sleep(1)
