@@ -90,7 +90,7 @@ class GiftCardLedger:
     # --- from the POS: pos.giftcard-activity.v1 -------------------------------------------------------------
 
     async def on_giftcard_activity(self, batch: Sequence[Delivery]) -> None:
-        """Apply one polled batch (all partitions of the poll) in one transaction; refusals are recorded and announced."""
+        """Apply one polled batch (all partitions of a poll) in one transaction; refusals recorded and announced."""
         now = self.clock.now()
         changes = _Changes()
         async with self._pool.acquire() as conn, conn.transaction():
