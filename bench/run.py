@@ -91,9 +91,10 @@ def extrapolations(results: dict[str, Any]) -> None:
             results["rebuild_cpu_us_per_customer"] = cpu / largest * 1e6
         for floor in ("replay", "redis"):  # the floors of the rebuild, measured on the same records
             measured = results.get(f"rebuild_bare_{floor}_points") or []
-            if len(measured) >= 2 and largest < MILLION:  # the same line as the rebuild's: slope, not start-up
-                results[f"rebuild_bare_{floor}_1m_s"] = linear_fit(measured).at(MILLION)
-            elif measured:
+            fit = linear_fit(measured) if len(measured) >= 2 and largest < MILLION else None
+            if fit is not None and fit.slope > 0:  # the same line as the rebuild's: slope, not start-up
+                results[f"rebuild_bare_{floor}_1m_s"] = fit.at(MILLION)
+            elif measured:  # one size, or sizes too small for a line (noise): proportional to the largest
                 size, seconds = max(measured)
                 results[f"rebuild_bare_{floor}_1m_s"] = seconds * MILLION / size
         sizes_measured = sorted(k for k in results if k.startswith("redis_bytes_per_customer_"))

@@ -232,9 +232,12 @@ async def read_and_bare_http(stack: Stack, customers: list[str], background: lis
             "read_fixed_errors": fixed["errors"], "read_background_events_per_s": bg2.achieved, **bare}
 
 
+PROCESSES = (*SERVICES, "marketing_view_projector")  # the stack runs marketing_view as API + projector
+
+
 def service_memory() -> dict[str, Any]:
     rss, hwm = {}, {}
-    for service in SERVICES:
+    for service in PROCESSES:
         pid_file = ROOT / ".local" / "run" / f"{service}.pid"
         try:
             pid = pid_file.read_text().split()[0]

@@ -102,3 +102,13 @@ def test_extrapolation_to_a_million_only_calls_a_line_linear_when_it_is() -> Non
     measured = {"rebuild_points": [(500_000, 40.0), (1_000_000, 81.0)]}
     extrapolations(measured)
     assert measured["rebuild_1m_s"] == 81.0 and not math.isnan(measured["rebuild_1m_s"])
+
+
+def test_the_rebuild_floors_never_extrapolate_a_falling_line() -> None:
+    # Two tiny sizes where start-up noise made the larger one faster: a line would predict a negative time.
+    noisy = {"rebuild_points": [(1000, 1.1), (2000, 2.1)],
+             "rebuild_bare_replay_points": [(1000, 0.29), (2000, 0.12)],
+             "rebuild_bare_redis_points": [(1000, 0.06), (2000, 0.13)]}
+    extrapolations(noisy)
+    assert noisy["rebuild_bare_replay_1m_s"] == pytest.approx(0.12 * 500)  # proportional to the largest size
+    assert noisy["rebuild_bare_redis_1m_s"] == pytest.approx(0.06 + 0.00007 * 999_000)  # the line, rising
