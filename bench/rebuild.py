@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -64,6 +65,17 @@ async def _unlink_prefix(redis: Redis, prefix: str) -> None:
             batch.clear()
     if batch:
         await redis.unlink(*batch)
+
+
+async def _used_memory(redis: Redis, timeout_s: float = 30.0) -> int:
+    """Redis's used_memory once the background frees of UNLINKed keys are done (else a 'before' counts
+    memory that is about to be freed, and the next size's delta comes out too small)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        info = await redis.info("memory")
+        if not info.get("lazyfree_pending_objects") or time.perf_counter() > deadline:
+            return int(info["used_memory"])
+        await asyncio.sleep(0.05)
 
 
 async def _sample_usage(redis: Redis, key_prefix: str, gen: str, customers: list[str]) -> float:
@@ -157,12 +169,12 @@ async def rebuild(stack: Stack, sizes: list[int], run_tag: str) -> dict[str, Any
                 out[f"rebuild_produce_{size}_s"] = time.perf_counter() - started
                 produced = size
                 await _unlink_prefix(redis, key_prefix)
-                before = (await redis.info("memory"))["used_memory"]
+                before = await _used_memory(redis)
                 started, cpu = time.perf_counter(), time.process_time()
                 gen = await make_rebuilder(settings, redis, None, None).run("benchmark")
                 seconds = time.perf_counter() - started
                 out[f"rebuild_{size}_cpu_s"] = time.process_time() - cpu  # this process only (not Redis, Kafka)
-                after = (await redis.info("memory"))["used_memory"]
+                after = await _used_memory(redis)
                 points.append((size, seconds))
                 out[f"rebuild_{size}_s"] = seconds
                 out[f"redis_bytes_per_customer_{size}"] = (after - before) / size
