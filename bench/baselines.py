@@ -142,4 +142,5 @@ def bare_http(port: int, body_bytes: int, seconds: float, rate: float) -> dict[s
         server.terminate()
         server.wait(10)
     return {"bare_http_rps": closed["rps"], "bare_http_p99_ms": fixed["p99_ms"], "bare_http_p50_ms": fixed["p50_ms"],
+            "bare_http_p90_ms": fixed["p90_ms"],
             "bare_http_fixed_rate": rate}
