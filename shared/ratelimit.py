@@ -47,14 +47,18 @@ def limited(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
 
     async def dependency(request: Request) -> Principal:
         principal = authorise(request, scope)
-        bucket: TokenBucket = request.app.state.rate_limiter
-        wait = bucket.take(principal.key_id)
-        if wait > 0:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"rate limit of {bucket.per_second:g} requests/s per API key exceeded",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        charge(request.app.state.rate_limiter, principal)
         return principal
 
     return dependency
+
+
+def charge(bucket: TokenBucket, principal: Principal) -> None:
+    """Take a token from the key's bucket; 429 with Retry-After when it is empty."""
+    wait = bucket.take(principal.key_id)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"rate limit of {bucket.per_second:g} requests/s per API key exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )

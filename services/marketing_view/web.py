@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import re
 import secrets
 import time
@@ -26,6 +25,7 @@ import orjson
 from fastapi import HTTPException, Request, status
 
 from shared.auth import KeyStore, Principal, Scope, principal_of
+from shared.ratelimit import charge
 
 Scope_ = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,14 +101,7 @@ class FastRead:
             await self.slow(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        bucket = state.rate_limiter
-        wait = bucket.take(principal.key_id)
-        if wait > 0:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"rate limit of {bucket.per_second:g} requests/s per API key exceeded",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        charge(state.rate_limiter, principal)
         cursor, limit = query
         response = await self.answer(state, scope["path_params"]["customer_id"], cursor, limit, if_none_match)
         await response(scope, receive, send)
