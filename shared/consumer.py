@@ -33,6 +33,7 @@ from shared.contracts.codec import ContractViolation
 from shared.errors import is_transient
 from shared.kafka import make_consumer
 from shared.settings import CommonSettings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -92,12 +93,7 @@ class ConsumerRuntime:
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait([self._task])
         await self._consumer.stop()
 
     async def _run(self) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from shared import metrics
 from shared.errors import is_transient
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +70,7 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-outbox-relay")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         while True:

@@ -6,7 +6,6 @@ Nothing connects at import time: a service's ``bootstrap`` calls ``open_runtime`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from shared.http import add_check
 from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -50,11 +50,7 @@ class Runtime:
         self.tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self.tasks)
         if self.consumer:
             await self.consumer.stop()
         if self.relay:

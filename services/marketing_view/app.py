@@ -48,6 +48,7 @@ from shared.http import add_check, create_http_app
 from shared.logging import configure_logging
 from shared.ratelimit import limited
 from shared.runtime import add_runtime_checks, open_runtime
+from shared.tasks import cancel_and_wait
 
 NAME = "marketing_view"
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
@@ -117,10 +118,7 @@ class AutoRebuild:
             self._backoff_s = min(self._backoff_s * 2, 60.0)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait([self._task])
 
 
 def parse_cursor(cursor: str | None) -> domain.Cursor | None:
@@ -201,10 +199,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if auto is not None:
                 await auto.stop()
-            if watchdog is not None:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watchdog
+            await cancel_and_wait([watchdog])
             await model.close()
             if runtime is not None:
                 await runtime.close()

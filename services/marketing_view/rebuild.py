@@ -33,13 +33,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.marketing_view import metrics, scripts, writes
-from services.marketing_view.generations import ReadModel, delete_other_generations
+from services.marketing_view.generations import CLEANUP_LOCK_PREFIX, ReadModel, delete_other_generations
 from services.marketing_view.keys import KeySpace, new_generation
 from services.marketing_view.projection import Projector
 from services.marketing_view.scripts import AnyRedis
 from shared.contracts import topics
 from shared.contracts.codec import ContractViolation
 from shared.settings import CommonSettings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,7 @@ class Rebuilder:
         """Build a fresh generation from the full history and switch to it. Returns its name."""
         token = uuid.uuid4().hex
         k = self._keys
-        if not await self._redis.set(k.lock, token, nx=True, px=LOCK_TTL_MS):
+        if not await self._take_lock(token):
             raise RebuildBusy("a rebuild of this read model is already running")
         gen = new_generation()
         started = time.monotonic()
@@ -126,9 +127,7 @@ class Rebuilder:
                     await self._redis.delete(k.building)
             raise
         finally:
-            renewer.cancel()
-            with contextlib.suppress(BaseException):
-                await renewer
+            await cancel_and_wait([renewer])
             if self._model is not None and self._model.local_building == gen:
                 self._model.local_building = None
             with contextlib.suppress(Exception):
@@ -216,9 +215,7 @@ class Rebuilder:
             await self._hand_over(queue, None, writer)
             await writer
         finally:
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+            await cancel_and_wait([writer])
             await consumer.stop()
 
     @staticmethod
@@ -233,6 +230,18 @@ class Rebuilder:
         if batch is not None and writer.done():
             await writer  # raises what stopped it
             raise RebuildAborted("the rebuild's writer stopped")
+
+    async def _take_lock(self, token: str, cleanup_wait_s: float = 30.0) -> bool:
+        """The rebuild lock; held by another rebuild: False. Held by a clean-up of old generations (a few
+        seconds, see generations.ReadModel): wait for it."""
+        k = self._keys
+        deadline = time.monotonic() + cleanup_wait_s
+        while not await self._redis.set(k.lock, token, nx=True, px=LOCK_TTL_MS):
+            holder = (await self._redis.get(k.lock) or b"").decode()
+            if (holder and not holder.startswith(CLEANUP_LOCK_PREFIX)) or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _write(self, queue: asyncio.Queue[writes.Batch | None], gen: str) -> None:
         while (batch := await queue.get()) is not None:
