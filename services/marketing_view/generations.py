@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import structlog
 
-from services.marketing_view import metrics
+from services.marketing_view import metrics, scripts
 from services.marketing_view.keys import KeySpace
 from services.marketing_view.scripts import AnyRedis
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 NO_MODEL = "no read model in Redis (first start, or Redis lost its data)"
+CLEANUP_LOCK_MS = 60_000  # far above a clean-up's few seconds; released at once when it is done
+CLEANUP_LOCK_PREFIX = "cleanup:"  # a rebuild waits for a clean-up's lock instead of reporting itself busy
 
 
 class ReadModel:
@@ -142,23 +146,26 @@ class ReadModel:
     async def _cleanup_later(self) -> None:
         await asyncio.sleep(self.cleanup_grace_s)
         try:
-            await self.refresh()
-            if self.serving and self.current:
-                removed = await delete_other_generations(self._redis, self.keys, keep={*self.targets()})
-                log.info("old generations removed", keys=removed, kept=self.targets())
+            # Under the rebuild lock: a rebuild starting meanwhile writes its new generation's epoch before
+            # it says `building`, and a clean-up between the two would delete it. When a rebuild holds the
+            # lock, skip: the rebuild clears leftover generations itself when it starts.
+            token = CLEANUP_LOCK_PREFIX + uuid.uuid4().hex
+            if not await self._redis.set(self.keys.lock, token, nx=True, px=CLEANUP_LOCK_MS):
+                return
+            try:
+                await self.refresh()
+                if self.serving and self.current:
+                    removed = await delete_other_generations(self._redis, self.keys, keep={*self.targets()})
+                    log.info("old generations removed", keys=removed, kept=self.targets())
+            finally:
+                await scripts.run(self._redis, [("release_lock", [self.keys.lock], [token])])
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("clean-up of old generations failed (the next rebuild retries it)")
 
     async def close(self) -> None:
-        for task in list(self._cleanups):
-            task.cancel()
-        for task in list(self._cleanups):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(list(self._cleanups))
 
 
 async def delete_other_generations(redis: AnyRedis, keys: KeySpace, *, keep: set[str]) -> int:

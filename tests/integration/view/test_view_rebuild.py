@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.marketing_view.app import make_rebuilder
+from services.marketing_view.generations import CLEANUP_LOCK_PREFIX
 from services.marketing_view.keys import KeySpace
 from services.marketing_view.rebuild import RebuildBusy
 from tests.conftest import ROOT, Stack
@@ -162,3 +163,16 @@ async def test_rebuild_command_line(view: View, stack: Stack, topics: str) -> No
 
     await eventually(switched, timeout_s=10, what="the service follows the switch")
     assert (await view.tab(c))["segments"][0]["notes"] == "cli"
+
+
+async def test_a_rebuild_waits_for_a_clean_up_of_old_generations(view: View) -> None:
+    # A clean-up deletes every generation it does not keep: it holds the rebuild lock so that it can never
+    # delete the generation a starting rebuild has just created; the rebuild waits for it, it is not "busy".
+    keys = KeySpace(view.settings.key_prefix)
+    await view.redis.set(keys.lock, CLEANUP_LOCK_PREFIX + "test", px=60_000)
+    rebuild = asyncio.create_task(make_rebuilder(view.settings, view.redis, None).run("command"))
+    await asyncio.sleep(0.5)
+    assert not rebuild.done(), "waits while the clean-up holds the lock"
+    await view.redis.delete(keys.lock)
+    generation = await asyncio.wait_for(rebuild, 60)
+    assert (await view.redis.get(keys.current)).decode() == generation
