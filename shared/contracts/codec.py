@@ -34,7 +34,9 @@ def _explain(error: ValidationError) -> str:
     parts = []
     for e in error.errors(include_url=False)[:5]:
         path = ".".join(str(p) for p in e["loc"]) or "<root>"
-        parts.append(f"{path}: {e['msg']}")
+        # the offending amount helps the integrator; other inputs are not echoed (a card number could be one)
+        got = f", got {e['input']!r:.40}" if e["type"] == "money" else ""
+        parts.append(f"{path}: {e['msg']}{got}")
     return "; ".join(parts)
 
 
