@@ -38,7 +38,9 @@ minutes); its figures are not meant to be compared with the targets.
   probe customer's document key gives the moment the tab reflects it. Latency = notification time -
   time just before the probe was handed to the producer (same clock, same process). The path is
   POS topic -> redemption_ledger (Postgres transaction, outbox) -> relay -> `coupons.redemptions.v1` ->
-  marketing_view (Lua write).
+  marketing_view (Lua write). Its legs (`freshness_hops_ms`, wall clocks of the one machine): publication ->
+  start of redemption_ledger's transaction (the redemption row's `recorded_at`) -> the relay's send (the
+  record's producer timestamp, read back from the domain topic) -> the notification.
 - **read**: the Go load generator (`bench/loadgen`) sends `GET /v1/customers/{id}/marketing` rotating over
   customers that exist (from the ingest step) while background ingest runs at half capacity: closed loop
   (16 connections) for requests per second, then open loop at a fixed rate (half the closed-loop rate) for
@@ -121,6 +123,9 @@ def figure_table(results: dict[str, Any]) -> str:
     for key, text, unit in FIGURES:
         if key in results:
             lines.append(f"| {text} (`{key}`) | {_fmt(results[key])} | {unit} |")
+    for leg, figures in (results.get("freshness_hops_ms") or {}).items():
+        lines.append(f"| freshness leg {leg.replace('_', ' ')}: p50 / p99 (`freshness_hops_ms.{leg}`) | "
+                     f"{_fmt(figures.get('p50'))} / {_fmt(figures.get('p99'))} | ms |")
     for service, mb in sorted((results.get("service_rss_mb") or {}).items()):
         lines.append(f"| {service} resident memory (`service_rss_mb.{service}`) | {_fmt(mb)} | MB |")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from bench import baselines
@@ -58,9 +59,11 @@ def pos_mix(customers: int, days: int, seed: int, prefix: str) -> tuple[list[Enc
 
 
 async def outbox_backlog(conn: asyncpg.Connection) -> int:
+    """How many of the outboxes hold rows (0 = all empty). Cheap on purpose: it is polled ten times a second
+    during the measurement, and a count(*) reads the whole table (dead rows too) in the services' Postgres."""
     total = 0
     for schema in OUTBOX_SCHEMAS:
-        total += await conn.fetchval(f'SELECT count(*) FROM "{schema}".outbox')
+        total += await conn.fetchval(f'SELECT count(*) FROM (SELECT 1 FROM "{schema}".outbox ORDER BY id LIMIT 1) x')
     return total
 
 
@@ -70,7 +73,7 @@ async def wait_caught_up(stack: Stack, *, timeout_s: float, interval_s: float = 
 
     ``drained`` (if given) gets, per group and for the outboxes, the first moment of the last stretch with
     nothing left (perf_counter): which consumer finished last, i.e. which one bounds the ingest rate."""
-    conn = await asyncpg.connect(stack.database_url)
+    conn = await asyncpg.connect(stack.database_url, server_settings={"plan_cache_mode": "force_custom_plan"})
     try:
         async with LagProbe(stack.kafka, GROUP_TOPICS) as probe:
             deadline = time.perf_counter() + timeout_s
@@ -92,7 +95,7 @@ async def wait_caught_up(stack: Stack, *, timeout_s: float, interval_s: float = 
                 else:
                     first_clean = None
                 await asyncio.sleep(interval_s)
-            raise TimeoutError(f"not caught up within {timeout_s}s: lags {lags}, outbox rows {backlog}")
+            raise TimeoutError(f"not caught up within {timeout_s}s: lags {lags}, outboxes not empty {backlog}")
     finally:
         await conn.close()
 
@@ -157,6 +160,9 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
     await pubsub.psubscribe(f"__keyspace@*__:mv:*:{{C-P{run_tag}-*}}:d")
     arrived: dict[str, float] = {}
     sent: dict[str, float] = {}
+    arrived_wall: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
+    relayed_wall: dict[str, float] = {}
     all_arrived = asyncio.Event()
 
     async def listen() -> None:
@@ -165,6 +171,7 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
                 channel = message["channel"].decode()
                 customer = channel[channel.index("{") + 1:channel.index("}")]
                 arrived.setdefault(customer, time.perf_counter())
+                arrived_wall.setdefault(customer, time.time())
                 if len(arrived) >= probes:
                     all_arrived.set()
 
@@ -179,6 +186,7 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
                 await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch_lag())
+    relayed = await _domain_reader(stack.kafka, t.COUPON_REDEMPTIONS, f"C-P{run_tag}-".encode(), relayed_wall)
     producer = await start_producer(stack.kafka, linger_ms=0)
     try:
         async with Background(stack, background, events_per_s) as bg:
@@ -187,6 +195,7 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
                 customer = f"C-P{run_tag}-{n:05d}"
                 value = probe_event(customer, n)
                 sent[customer] = time.perf_counter()
+                sent_wall[customer] = time.time()
                 await producer.send(t.POS_COUPON_REDEMPTIONS, value, key=customer.encode())
                 await asyncio.sleep(spacing_s)
             with contextlib.suppress(TimeoutError):
@@ -195,6 +204,7 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
         await producer.stop()
         listener.cancel()
         watcher.cancel()
+        relayed.cancel()
         await pubsub.aclose()
         await redis.config_set("notify-keyspace-events", previous)
         await redis.aclose()
@@ -202,11 +212,66 @@ async def freshness(stack: Stack, background: list[Encoded], events_per_s: float
     lost = len(sent) - len(samples)
     if not samples:
         raise RuntimeError("no probe reached Redis")
+    hops = await _probe_hops(stack, run_tag, sent_wall, relayed_wall, arrived_wall)
     return {"freshness_p50_ms": percentile(samples, 50), "freshness_p90_ms": percentile(samples, 90),
             "freshness_p99_ms": percentile(samples, 99), "freshness_max_ms": max(samples),
+            "freshness_hops_ms": hops,
             "freshness_probes": len(samples), "freshness_probes_timed_out": lost,
             "freshness_rate_events_per_s": bg.achieved, "freshness_max_lag_per_group": max_lag,
             "freshness_samples_ms": sorted(samples)}
+
+
+async def _domain_reader(bootstrap: str, topic: str, key_prefix: bytes, seen: dict[str, float]) -> asyncio.Task[None]:
+    """Reads ``topic`` from its end; the producer timestamp of each record keyed ``key_prefix...`` is when the
+    outbox relay handed it to Kafka."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
+                                auto_offset_reset="latest")  # no group: every partition, from its end
+    await consumer.start()
+    for tp in consumer.assignment():
+        await consumer.position(tp)  # resolves "latest" now, before the first probe
+
+    async def read() -> None:
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        if r.key is not None and r.key.startswith(key_prefix):
+                            seen.setdefault(r.key.decode(), r.timestamp / 1000)
+        finally:
+            await consumer.stop()
+
+    return asyncio.create_task(read())
+
+
+async def _probe_hops(stack: Stack, run_tag: str, sent: dict[str, float], relayed: dict[str, float],
+                      arrived: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Where a probe's time goes (wall clocks of one machine): publication -> start of redemption_ledger's
+    transaction (its inbox row's ``now()``) -> the outbox relay's send -> the tab in Redis."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT customer_id, extract(epoch FROM recorded_at)::float8 AS at FROM redemption_ledger.redemptions"
+            " WHERE customer_id LIKE $1", f"C-P{run_tag}-%")
+    finally:
+        await conn.close()
+    return probe_legs(sent, {r["customer_id"]: r["at"] for r in rows}, relayed, arrived)
+
+
+PROBE_LEGS = ("to_ledger_transaction", "ledger_to_relay_send", "relay_to_tab")
+
+
+def probe_legs(sent: dict[str, float], applied: dict[str, float], relayed: dict[str, float],
+               arrived: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Percentiles (ms) of each leg of the probes seen at every point; the legs of one probe add up to its
+    freshness (up to the clocks' resolution)."""
+    legs: dict[str, list[float]] = {leg: [] for leg in PROBE_LEGS}
+    for customer, at in sent.items():
+        if customer in applied and customer in relayed and customer in arrived:
+            legs["to_ledger_transaction"].append(1000 * (applied[customer] - at))
+            legs["ledger_to_relay_send"].append(1000 * (relayed[customer] - applied[customer]))
+            legs["relay_to_tab"].append(1000 * (arrived[customer] - relayed[customer]))
+    return {leg: {"p50": percentile(v, 50), "p90": percentile(v, 90), "p99": percentile(v, 99), "n": len(v)}
+            for leg, v in legs.items() if v}
 
 
 def read_urls(stack: Stack, customers: list[str], limit: int = 500) -> list[str]:

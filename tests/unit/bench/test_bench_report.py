@@ -18,6 +18,7 @@ def sample() -> dict:
         "service_rss_mb": {"giftcard_ledger": 90.5, "marketing_view": 80.0},
         "bare_http_p99_ms": 2.0, "read_p99_ms": 9.0, "freshness_samples_ms": [5.0, 7.0, 9.0, 40.0],
         "read_fixed_rate": 200.0, "rebuild_note": "measured 1,000 and 2,000 customers",
+        "freshness_hops_ms": {"relay_to_tab": {"p50": 12.5, "p90": 20.0, "p99": 31.0, "n": 4}},
     })
     return results
 
@@ -52,6 +53,7 @@ def test_markdown_has_the_targets_the_figures_and_the_method() -> None:
     text = render_markdown(sample(), images)
     assert "| read p99 <= 2 x bare HTTP p99 + 1 ms | 5.00 | 9.00 | **no** |" in text
     assert "giftcard_ledger resident memory" in text
+    assert "| freshness leg relay to tab: p50 / p99 (`freshness_hops_ms.relay_to_tab`) | 12.5 / 31.0 | ms |" in text
     assert "quick" in text and "abc123" in text
     assert "![throughput](benchmarks/throughput.png)" in text
     assert "measured 1,000 and 2,000 customers" in text

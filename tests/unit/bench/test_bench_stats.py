@@ -116,3 +116,19 @@ def test_the_rebuild_floors_never_extrapolate_a_falling_line() -> None:
     extrapolations(noisy)
     assert noisy["rebuild_bare_replay_1m_s"] == pytest.approx(0.12 * 500)  # proportional to the largest size
     assert noisy["rebuild_bare_redis_1m_s"] == pytest.approx(0.06 + 0.00007 * 999_000)  # the line, rising
+
+
+def test_probe_legs_split_each_probe_and_skip_the_ones_not_seen_everywhere() -> None:
+    from bench.system import probe_legs
+
+    sent = {"a": 100.000, "b": 200.000, "lost": 300.0}
+    applied = {"a": 100.010, "b": 200.020}
+    relayed = {"a": 100.015, "b": 200.050}
+    arrived = {"a": 100.045, "b": 200.060, "lost": 301.0}
+    legs = probe_legs(sent, applied, relayed, arrived)
+    assert {leg: figures["n"] for leg, figures in legs.items()} == {
+        "to_ledger_transaction": 2, "ledger_to_relay_send": 2, "relay_to_tab": 2}
+    assert legs["to_ledger_transaction"]["p99"] == pytest.approx(20.0)
+    assert legs["ledger_to_relay_send"]["p50"] == pytest.approx(5.0)
+    assert legs["relay_to_tab"]["p99"] == pytest.approx(30.0)
+    assert probe_legs(sent, {}, relayed, arrived) == {}
