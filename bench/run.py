@@ -20,7 +20,17 @@ from typing import Any
 from bench import baselines
 from bench.report import plots, render_markdown, write_json
 from bench.stats import linear_fit, per_item_spread, ratio
-from bench.system import ROOT, Stack, freshness, ingest, machine, pos_mix, read_and_bare_http, service_memory
+from bench.system import (
+    ROOT,
+    Stack,
+    freshness,
+    ingest,
+    machine,
+    pos_mix,
+    read_and_bare_http,
+    service_memory,
+    wait_read_model,
+)
 from shared.kafka import delete_topics
 
 MILLION = 1_000_000
@@ -126,6 +136,7 @@ async def main_async(sizes: Sizes, quick: bool, only: set[str] | None) -> dict[s
                                "quick": quick, "machine": await machine(stack), "run_tag": run_tag,
                                "sizes": sizes.__dict__}
     baselines.loadgen()  # build the Go load generator before any timed step
+    results["waited_for_read_model_s"] = round(await wait_read_model(stack), 1)
     want = (lambda s: True) if only is None else (lambda s: s in only)
     if want("passthrough"):
         await step(results, "passthrough", baselines.passthrough(stack.kafka, run_tag, sizes.passthrough_events))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
@@ -50,6 +51,28 @@ class Stack:
                     os.environ.setdefault(k.strip(), env[k.strip()])  # in-process services read the same
         return cls(env["KAFKA_BOOTSTRAP_SERVERS"], env["DATABASE_URL"], env["REDIS_URL"], env["MARKETING_API_KEY"],
                    env.get("MARKETING_VIEW_URL", "http://127.0.0.1:8084"))
+
+
+async def wait_read_model(stack: Stack, *, timeout_s: float = 900, say: Any = print) -> float:
+    """Wait until the read API is ready. After ``make up`` the projector rebuilds the read model from the
+    domain topics (the local Redis keeps nothing across restarts): minutes of CPU after a day of traffic, which
+    every figure measured meanwhile would share. Returns the seconds waited."""
+    started = time.perf_counter()
+    said = 0.0
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            try:
+                if (await http.get(f"{stack.view_url}/readyz")).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            waited = time.perf_counter() - started
+            if waited > timeout_s:
+                raise TimeoutError(f"the read API at {stack.view_url} was not ready within {timeout_s:.0f} s")
+            if waited - said >= 15 or not said:
+                say(f"[bench] waiting for the read model (the projector rebuilds it after a restart): {waited:.0f} s")
+                said = waited or 0.001
+            await asyncio.sleep(1)
 
 
 def pos_mix(customers: int, days: int, seed: int, prefix: str) -> tuple[list[Encoded], list[str]]:
