@@ -123,7 +123,9 @@ def figure_table(results: dict[str, Any]) -> str:
     for key, text, unit in FIGURES:
         if key in results:
             lines.append(f"| {text} (`{key}`) | {_fmt(results[key])} | {unit} |")
-    for leg, figures in (results.get("freshness_hops_ms") or {}).items():
+    hops = results.get("freshness_hops_ms") or {}
+    order = ("to_ledger_transaction", "ledger_to_relay_send", "relay_to_tab")  # the probe's path
+    for leg, figures in sorted(hops.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         lines.append(f"| freshness leg {leg.replace('_', ' ')}: p50 / p99 (`freshness_hops_ms.{leg}`) | "
                      f"{_fmt(figures.get('p50'))} / {_fmt(figures.get('p99'))} | ms |")
     for service, mb in sorted((results.get("service_rss_mb") or {}).items()):
