@@ -46,7 +46,9 @@ minutes); its figures are not meant to be compared with the targets.
   (16 connections) for requests per second, then open loop at a fixed rate (half the closed-loop rate) for
   latency, measured from each request's scheduled time. **bare HTTP** is a uvicorn + FastAPI app on uvloop
   (the read API's server and framework) answering a constant body of a tab's size, measured the same way at
-  the same fixed rate, without background load.
+  the same fixed rate, without background load (the targets' baseline); then once more during the same
+  background ingest (`bare_http_during_ingest_*`, not a target: what the busy machine alone does to a
+  constant answer).
 - **backfill**: N customers with 5 invoices each over 400 days (a sixth of them registered, a fifth with a
   tier) are generated with SQL in a schema of the benchmark's own (`segment_engine_bench_<N>`, kept
   between runs), and segment_engine runs in-process on it. The High Value rule is changed (its threshold
@@ -106,6 +108,9 @@ FIGURES = (
     ("bare_http_p99_ms", "bare HTTP p99 at the fixed rate", "ms"),
     ("read_p99_ms", "read API p99 at the fixed rate, during ingest", "ms"),
     ("read_p50_ms", "read API p50 at the fixed rate, during ingest", "ms"),
+    ("bare_http_during_ingest_rps", "bare HTTP, closed loop, during the same ingest (not a target)", "req/s"),
+    ("bare_http_during_ingest_p99_ms", "bare HTTP p99 at the fixed rate, during the same ingest (not a target)",
+     "ms"),
     ("bare_redis_writes_per_s", "bare Redis pipelined writes (tab-sized)", "docs/s"),
     ("bare_redis_reads_per_s", "bare Redis pipelined reads (tab-sized)", "docs/s"),
     ("bare_sql_scan_s", "bare SQL scan + predicate (1M customers)", "s"),

@@ -153,7 +153,7 @@ async def main_async(sizes: Sizes, quick: bool, only: set[str] | None) -> dict[s
         rss1 = service_memory()
     half = max(50.0, results.get("ingest_events_per_s", 400) / 2)
     if want("freshness") or want("read"):
-        seconds = sizes.probes * 0.1 + 4 + 3 * sizes.read_seconds + 10
+        seconds = sizes.probes * 0.1 + 4 + 5 * sizes.read_seconds + 15  # freshness; read, fixed, bare busy
         per_customer = len(messages) / max(1, sizes.ingest_customers)
         background, _ = pos_mix(int(half * seconds * 2 / per_customer) + 50, sizes.ingest_days, seed + 1,
                                 f"C-G{run_tag}-")

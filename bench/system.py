@@ -315,9 +315,16 @@ async def read_and_bare_http(stack: Stack, customers: list[str], background: lis
     async with Background(stack, background[bg.sent:], events_per_s) as bg2:
         fixed = await loop.run_in_executor(None, lambda: baselines.run_load(urls, seconds=seconds, rate=fixed_rate,
                                                                             connections=64, header=header))
+    # Not a target, an explanation: the same bare server under the same background ingest as the read API,
+    # i.e. what the machine alone does to a constant answer's throughput and tail while the cores are busy.
+    async with Background(stack, background[bg.sent + bg2.sent:], events_per_s):
+        busy = await loop.run_in_executor(None, lambda: baselines.bare_http(bare_port, bare_body_bytes, seconds,
+                                                                            fixed_rate))
     return {"read_rps": closed["rps"], "read_closed_errors": closed["errors"], "read_fixed_rate": fixed_rate,
             "read_p50_ms": fixed["p50_ms"], "read_p90_ms": fixed["p90_ms"], "read_p99_ms": fixed["p99_ms"],
-            "read_fixed_errors": fixed["errors"], "read_background_events_per_s": bg2.achieved, **bare}
+            "read_fixed_errors": fixed["errors"], "read_background_events_per_s": bg2.achieved, **bare,
+            **{key.replace("bare_http_", "bare_http_during_ingest_"): value for key, value in busy.items()
+               if key != "bare_http_fixed_rate"}}
 
 
 PROCESSES = (*SERVICES, "marketing_view_projector")  # the stack runs marketing_view as API + projector
