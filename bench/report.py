@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from bench.stats import targets
+from bench.stats import PROBE_LEGS, targets
 
 REQUIRED_KEYS = (
     "ingest_events_per_s", "passthrough_events_per_s", "ingest_ratio", "freshness_p50_ms", "freshness_p99_ms",
@@ -129,8 +129,8 @@ def figure_table(results: dict[str, Any]) -> str:
         if key in results:
             lines.append(f"| {text} (`{key}`) | {_fmt(results[key])} | {unit} |")
     hops = results.get("freshness_hops_ms") or {}
-    order = ("to_ledger_transaction", "ledger_to_relay_send", "relay_to_tab")  # the probe's path
-    for leg, figures in sorted(hops.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+    for leg in (leg for leg in PROBE_LEGS if leg in hops):
+        figures = hops[leg]
         lines.append(f"| freshness leg {leg.replace('_', ' ')}: p50 / p99 (`freshness_hops_ms.{leg}`) | "
                      f"{_fmt(figures.get('p50'))} / {_fmt(figures.get('p99'))} | ms |")
     for service, mb in sorted((results.get("service_rss_mb") or {}).items()):

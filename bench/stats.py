@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+PROBE_LEGS = ("to_ledger_transaction", "ledger_to_relay_send", "relay_to_tab")
+"""The legs of a freshness probe, in the order it travels them (`freshness_hops_ms`)."""
+
 
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty sample: the smallest value with at least p% of the

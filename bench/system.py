@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from bench import baselines
 from bench.kafka_util import GROUP_TOPICS, Encoded, LagProbe, publish_all, start_producer
-from bench.stats import percentile, rate
+from bench.stats import PROBE_LEGS, percentile, rate
 from ops.simulator import Config, simulate
 from shared.contracts import topics as t
 
@@ -58,7 +58,7 @@ async def wait_read_model(stack: Stack, *, timeout_s: float = 900, say: Any = pr
     domain topics (the local Redis keeps nothing across restarts): minutes of CPU after a day of traffic, which
     every figure measured meanwhile would share. Returns the seconds waited."""
     started = time.perf_counter()
-    said = 0.0
+    next_say = 0.0
     async with httpx.AsyncClient(timeout=5) as http:
         while True:
             try:
@@ -69,9 +69,9 @@ async def wait_read_model(stack: Stack, *, timeout_s: float = 900, say: Any = pr
             waited = time.perf_counter() - started
             if waited > timeout_s:
                 raise TimeoutError(f"the read API at {stack.view_url} was not ready within {timeout_s:.0f} s")
-            if waited - said >= 15 or not said:
+            if waited >= next_say:
                 say(f"[bench] waiting for the read model (the projector rebuilds it after a restart): {waited:.0f} s")
-                said = waited or 0.001
+                next_say = waited + 15
             await asyncio.sleep(1)
 
 
@@ -269,7 +269,7 @@ async def _domain_reader(bootstrap: str, topic: str, key_prefix: bytes, seen: di
 async def _probe_hops(stack: Stack, run_tag: str, sent: dict[str, float], relayed: dict[str, float],
                       arrived: dict[str, float]) -> dict[str, dict[str, float]]:
     """Where a probe's time goes (wall clocks of one machine): publication -> start of redemption_ledger's
-    transaction (its inbox row's ``now()``) -> the outbox relay's send -> the tab in Redis."""
+    transaction (the redemption row's ``recorded_at``) -> the outbox relay's send -> the tab in Redis."""
     conn = await asyncpg.connect(stack.database_url)
     try:
         rows = await conn.fetch(
@@ -278,9 +278,6 @@ async def _probe_hops(stack: Stack, run_tag: str, sent: dict[str, float], relaye
     finally:
         await conn.close()
     return probe_legs(sent, {r["customer_id"]: r["at"] for r in rows}, relayed, arrived)
-
-
-PROBE_LEGS = ("to_ledger_transaction", "ledger_to_relay_send", "relay_to_tab")
 
 
 def probe_legs(sent: dict[str, float], applied: dict[str, float], relayed: dict[str, float],
