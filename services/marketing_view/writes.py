@@ -25,6 +25,7 @@ import orjson
 
 from services.marketing_view import domain
 from shared.contracts.codec import decode
+from shared.contracts.common import MONEY_PATTERN
 from shared.contracts.domain import (
     CouponRedemptionRecorded,
     CustomerCouponInsightsChanged,
@@ -123,7 +124,7 @@ class _Slow(Exception):
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}").fullmatch
-_MONEY = re.compile(r"-?\d{1,12}\.\d{2}").fullmatch
+_MONEY = re.compile(MONEY_PATTERN).fullmatch
 _CURRENCY = re.compile(r"[A-Z]{3}").fullmatch
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}").fullmatch
 _ASSIGNED = {"automatic": "a", "manual": "m"}
