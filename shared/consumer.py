@@ -4,8 +4,9 @@ At-least-once with idempotent effects:
 - each topic is polled by its own loop (independent streams, as in replicas owning different partitions);
   a poll is applied by the service's batch handler in one call (one transaction): the records of all the
   topic's partitions in the poll, each partition's in order (a key lives in one partition);
-- offsets (all partitions of the poll, one request) are committed only after the handlers returned, i.e. after
-  the database commits;
+- offsets are committed only after the handlers returned, i.e. after the database commits, by a background
+  committer: the loop polls again at once instead of waiting for the round trip, and the offsets noted while
+  a commit is in flight go together in the next request (one request per round trip, whatever the batch rate);
 - a message that is not JSON, breaks the contract or has an unknown schema version goes to
   ``<topic>.dlq`` with the reason and its origin in headers, and the partition goes on;
 - a failing dependency (database, Redis, broker) is retried with backoff and reported unready,
@@ -84,16 +85,22 @@ class ConsumerRuntime:
         self._by_physical = {settings.topic(t): t for t in handlers}
         self._consumer: AIOKafkaConsumer = make_consumer(settings, group_id, *handlers, **(consumer_options or {}))
         self._task: asyncio.Task[None] | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_wanted = asyncio.Event()
         self.health = ConsumerHealth()
         self.group_id = group_id
 
     async def start(self) -> None:
         await self._consumer.start()
         self.health.ready = True
+        self._committer = asyncio.create_task(self._commit_loop(), name=f"{self._service}-offset-commits")
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
 
     async def stop(self) -> None:
         await cancel_and_wait([self._task])
+        await cancel_and_wait([self._committer])
+        await self._commit_now()  # what was applied before the stop (a redelivery would be harmless, not needed)
         await self._consumer.stop()
 
     async def _run(self) -> None:
@@ -102,7 +109,7 @@ class ConsumerRuntime:
             return
         # One loop per topic, each polling only its topic's assigned partitions and committing their offsets:
         # topics are independent streams, so a topic's events never wait for another topic's transaction
-        # (a coupon event behind a poll of sales, for instance). Commits are serialised by the client.
+        # (a coupon event behind a poll of sales, for instance). One committer commits for all of them.
         async with asyncio.TaskGroup() as group:
             for physical in self._by_physical:
                 group.create_task(self._loop(physical), name=f"{self._service}-consumer-{physical}")
@@ -128,7 +135,8 @@ class ConsumerRuntime:
     async def _apply_poll(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """One poll: per logical topic, the records of all its partitions in ONE handler call (each partition's
         records in order, one after the other: a key lives in one partition, so per-key order holds); then the
-        offsets of every partition in ONE commit, after every handler returned (i.e. after the DB commits)."""
+        offsets of every partition are handed to the committer, after every handler returned (i.e. after the DB
+        commits)."""
         started = time.perf_counter()
         by_topic: dict[str, list[tuple[TopicPartition, list[ConsumerRecord]]]] = {}
         for tp, records in polled.items():
@@ -162,9 +170,8 @@ class ConsumerRuntime:
             async with asyncio.TaskGroup() as group:
                 for job in work:
                     group.create_task(job)
-        if self._settings.fault_pause_before_commit_s:
-            await asyncio.sleep(self._settings.fault_pause_before_commit_s)
-        await self._commit(offsets)
+        self._uncommitted.update(offsets)  # a partition's records come in order: the latest noted is the furthest
+        self._commit_wanted.set()
         for tp, next_offset in offsets.items():
             self._report_lag(tp, next_offset)
         elapsed = time.perf_counter() - started
@@ -245,17 +252,39 @@ class ConsumerRuntime:
                         event_id=_event_id_of(item), reason=reason[:300])
         await asyncio.gather(*futures)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Every partition of a poll in one request (one round trip instead of one per partition)."""
+    async def _commit_loop(self) -> None:
+        """Commit what the loops applied, one request at a time. Offsets are noted only after their batch's
+        handlers returned (database committed); while a request is in flight the loops go on, and everything
+        they note meanwhile goes in the next one."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            if self._settings.fault_pause_before_commit_s:
+                await asyncio.sleep(self._settings.fault_pause_before_commit_s)
+            if not await self._commit_now():
+                await asyncio.sleep(1)  # the broker is away: the offsets were kept, try again shortly
+
+    async def _commit_now(self) -> bool:
+        """Every partition noted so far in one request. False when it should be tried again later."""
+        offsets, self._uncommitted = self._uncommitted, {}
         if not offsets:
-            return
+            return True
         try:
             await self._consumer.commit(offsets)
+        except asyncio.CancelledError:  # stopping: the stop commits them (again, maybe: harmless)
+            for tp, offset in offsets.items():
+                self._uncommitted.setdefault(tp, offset)
+            raise
         except (CommitFailedError, IllegalStateError) as exc:
             # Rebalanced away: the new owner re-reads from the last commit; the inbox makes that harmless.
             log.warning("offset commit refused", partitions=_names(offsets), error=str(exc))
         except KafkaError as exc:
-            log.warning("offset commit failed", partitions=_names(offsets), error=str(exc))
+            log.warning("offset commit failed, will retry", partitions=_names(offsets), error=str(exc))
+            for tp, offset in offsets.items():  # unless a later batch of that partition was noted since
+                self._uncommitted.setdefault(tp, offset)
+            self._commit_wanted.set()
+            return False
+        return True
 
     def _report_lag(self, tp: TopicPartition, next_offset: int) -> None:
         high = self._consumer.highwater(tp)
