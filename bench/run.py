@@ -125,7 +125,8 @@ async def step(results: dict[str, Any], name: str, coro: Any) -> None:
     print(f"[bench] {name} done in {results['step_seconds'][name]} s", flush=True)
 
 
-async def main_async(sizes: Sizes, quick: bool, only: set[str] | None) -> dict[str, Any]:
+async def main_async(sizes: Sizes, quick: bool, only: set[str] | None,
+                     background_rate: float | None = None) -> dict[str, Any]:
     from bench.backfill import backfill
     from bench.rebuild import rebuild
 
@@ -152,6 +153,8 @@ async def main_async(sizes: Sizes, quick: bool, only: set[str] | None) -> dict[s
                                         results.get("passthrough_events_per_s", 0))
         rss1 = service_memory()
     half = max(50.0, results.get("ingest_events_per_s", 400) / 2)
+    if background_rate:  # two variants compared at the same load (the targets are defined at half capacity)
+        half = results["background_rate_fixed"] = background_rate
     if want("freshness") or want("read"):
         seconds = sizes.probes * 0.1 + 4 + 5 * sizes.read_seconds + 15  # freshness; read, fixed, bare busy
         per_customer = len(messages) / max(1, sizes.ingest_customers)
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                              "partial.md unless --json/--doc say otherwise")
     parser.add_argument("--backfill-customers", type=int, help="override the backfill size")
     parser.add_argument("--rebuild-sizes", help="override the rebuild sizes, e.g. 50000,100000")
+    parser.add_argument("--background-rate", type=float, metavar="EVENTS_PER_S",
+                        help="run freshness and read at this rate instead of half the measured ingest, to compare "
+                             "two variants at the same load (the targets are defined at half capacity)")
     parser.add_argument("--json", type=Path, help="where to write the figures")
     parser.add_argument("--doc", type=Path, help="where to write the Markdown report")
     parser.add_argument("--render-only", action="store_true",
@@ -221,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run
-        results = runner(main_async(sizes, args.quick, set(args.only) if args.only else None))
+        results = runner(main_async(sizes, args.quick, set(args.only) if args.only else None,
+                                   args.background_rate))
     images_dir = doc_path.parent / doc_path.stem
     images = [str(p.relative_to(doc_path.parent)) for p in plots(results, images_dir)]
     doc_path.parent.mkdir(parents=True, exist_ok=True)
