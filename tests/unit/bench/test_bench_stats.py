@@ -95,11 +95,11 @@ def test_extrapolation_to_a_million_only_calls_a_line_linear_when_it_is() -> Non
     assert linear["bare_sql_scan_s"] == pytest.approx(5.0)
     assert linear["rebuild_1m_s"] == pytest.approx(0.1 + 0.001 * 1_000_000)
     assert "linear in the number of customers" in linear["rebuild_note"]
-    assert linear["redis_bytes_per_customer"] == 1950.0, "the largest size (one-off key table growth weighs least)"
-    sized = {"redis_bytes_per_customer_20000": 2400.0, "redis_bytes_per_customer_100000": 1980.0,
-             "rebuild_points": [(20_000, 9.0), (100_000, 45.0)]}
-    extrapolations(sized)
-    assert sized["redis_bytes_per_customer"] == 1980.0, "100,000 is larger than 20,000 (not string order)"
+    assert linear["redis_bytes_per_customer"] == 1900.0, "the lowest size's growth (no key-table doubling in it)"
+    resized = {"redis_bytes_per_customer_20000": 1984.0, "redis_bytes_per_customer_40000": 2404.0,
+               "rebuild_points": [(20_000, 9.0), (40_000, 18.0)]}
+    extrapolations(resized)
+    assert resized["redis_bytes_per_customer"] == 1984.0, "the key table doubled during the 40,000 point"
     curved = {"rebuild_points": [(1000, 1.0), (2000, 4.0)]}
     extrapolations(curved)
     assert "NOT shown linear" in curved["rebuild_note"]
