@@ -107,11 +107,11 @@ def extrapolations(results: dict[str, Any]) -> None:
             elif measured:  # one size, or sizes too small for a line (noise): proportional to the largest
                 size, seconds = max(measured)
                 results[f"rebuild_bare_{floor}_1m_s"] = seconds * MILLION / size
-        sizes_measured = sorted((int(k.rsplit("_", 1)[1]), k) for k in results
-                                if k.startswith("redis_bytes_per_customer_") and k.rsplit("_", 1)[1].isdigit())
-        if sizes_measured:  # the lowest: a doubling of Redis's key table (8 bytes per slot for the whole keyspace,
+        per_size = [v for k, v in results.items()
+                    if k.startswith("redis_bytes_per_customer_") and k.rsplit("_", 1)[1].isdigit()]
+        if per_size:  # the lowest: a doubling of Redis's key table (8 bytes per slot for the whole keyspace,
             # 16 MB past a million keys) lands in one size's growth and is no customer's cost; nothing makes one smaller
-            results["redis_bytes_per_customer"] = min(results[key] for _, key in sizes_measured)
+            results["redis_bytes_per_customer"] = min(per_size)
 
 
 async def step(results: dict[str, Any], name: str, coro: Any) -> None:

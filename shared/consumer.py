@@ -98,8 +98,7 @@ class ConsumerRuntime:
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
-        await cancel_and_wait([self._committer])
+        await cancel_and_wait([self._task, self._committer])
         await self._commit_now()  # what was applied before the stop (a redelivery would be harmless, not needed)
         await self._consumer.stop()
 
@@ -272,19 +271,22 @@ class ConsumerRuntime:
         try:
             await self._consumer.commit(offsets)
         except asyncio.CancelledError:  # stopping: the stop commits them (again, maybe: harmless)
-            for tp, offset in offsets.items():
-                self._uncommitted.setdefault(tp, offset)
+            self._keep(offsets)
             raise
         except (CommitFailedError, IllegalStateError) as exc:
             # Rebalanced away: the new owner re-reads from the last commit; the inbox makes that harmless.
             log.warning("offset commit refused", partitions=_names(offsets), error=str(exc))
         except KafkaError as exc:
             log.warning("offset commit failed, will retry", partitions=_names(offsets), error=str(exc))
-            for tp, offset in offsets.items():  # unless a later batch of that partition was noted since
-                self._uncommitted.setdefault(tp, offset)
+            self._keep(offsets)
             self._commit_wanted.set()
             return False
         return True
+
+    def _keep(self, offsets: dict[TopicPartition, int]) -> None:
+        """Put back offsets whose commit did not happen, unless a later batch of that partition was noted since."""
+        for tp, offset in offsets.items():
+            self._uncommitted.setdefault(tp, offset)
 
     def _report_lag(self, tp: TopicPartition, next_offset: int) -> None:
         high = self._consumer.highwater(tp)
